@@ -1,0 +1,56 @@
+# Two commands for a new user (see README.md):
+#   make demo   set up and run the example site plus a worker on the embedded Redis
+#   make test   set up and run the test suite
+# Both create .venv with a Python >= 3.12 that they find by themselves.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: demo test lint bench bench-small clean
+
+define FIND_PYTHON
+found=""; \
+for cand in "$$PYTHON" python3.14 python3.13 python3.12 python3 python \
+            $$(ls -d "$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) \
+            /usr/local/bin/python3.1[2-9] /usr/bin/python3.1[2-9]; do \
+  [ -n "$$cand" ] || continue; \
+  if "$$cand" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then found="$$cand"; break; fi; \
+  for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9])' | sort -rV); do \
+    if PYENV_VERSION=$$v "$$cand" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then found="$$(PYENV_VERSION=$$v "$$cand" -c 'import sys; print(sys.executable)')"; break 2; fi; \
+  done; \
+done; \
+if [ -z "$$found" ]; then \
+  echo "repid_django needs Python >= 3.12 (Django 6) and none was found." >&2; \
+  echo "Install one, e.g. 'sudo apt-get install python3.12 python3.12-venv' or 'pyenv install 3.12'," >&2; \
+  echo "or point to it: make $@ PYTHON=/path/to/python3.12" >&2; exit 1; \
+fi
+endef
+
+$(VENV)/.installed: pyproject.toml
+	@$(FIND_PYTHON); \
+	if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then \
+	  rm -rf $(VENV); echo "Creating $(VENV) with $$found ($$("$$found" --version))"; "$$found" -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,fast]'
+	@touch $@
+
+demo: $(VENV)/.installed
+	$(PY) manage.py demo --port $(PORT)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy repid_django tests example_project
+
+bench: $(VENV)/.installed
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-small: $(VENV)/.installed
+	$(PY) -m bench --small --only repid_django $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .repid bench/.venvs

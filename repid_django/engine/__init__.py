@@ -1,0 +1,53 @@
+"""The Repid engine: jobs, queues, actors, workers and brokers, in pure asyncio.
+
+Nothing in this package imports Django.
+"""
+
+from .actor import Actor
+from .brokers import (
+    DeadLetter,
+    DeadReason,
+    InMemoryMessageBroker,
+    MessageBroker,
+    QueueStats,
+    ResultBroker,
+)
+from .brokers.redis import RedisMessageBroker
+from .connection import Call, Connection, Repid, get_connection, set_default_connection
+from .events import EventKind, JobEvent, WorkerInfo, WorkerListener
+from .job import Job, enqueue_many
+from .priorities import PrioritiesT
+from .queue import Queue
+from .results import JobResult
+from .retry import RetryPolicyT, default_retry_policy_factory
+from .router import Router
+from .worker import Worker
+
+__all__ = [
+    "Actor",
+    "Call",
+    "Connection",
+    "DeadLetter",
+    "DeadReason",
+    "EventKind",
+    "InMemoryMessageBroker",
+    "Job",
+    "JobEvent",
+    "JobResult",
+    "MessageBroker",
+    "PrioritiesT",
+    "Queue",
+    "QueueStats",
+    "RedisMessageBroker",
+    "Repid",
+    "ResultBroker",
+    "RetryPolicyT",
+    "Router",
+    "Worker",
+    "WorkerInfo",
+    "WorkerListener",
+    "default_retry_policy_factory",
+    "enqueue_many",
+    "get_connection",
+    "set_default_connection",
+]

@@ -1,0 +1,66 @@
+"""Actors: the functions a worker runs for jobs of the same name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .queue import validate_queue_name
+from .retry import RetryPolicyT, default_retry_policy
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """An actor: ``fn`` called for jobs named ``name`` on ``queue``.
+
+    ``timeout`` (seconds), when set, caps the job's own timeout. Sync functions run in the
+    worker's thread pool, or in its process pool with ``run_in_process=True``.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    queue: str = "default"
+    run_in_process: bool = False
+    retry_policy: RetryPolicyT = default_retry_policy
+    timeout: float | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    @classmethod
+    def build(
+        cls,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        queue: str = "default",
+        run_in_process: bool = False,
+        retry_policy: RetryPolicyT | None = None,
+        timeout: timedelta | float | None = None,
+    ) -> Actor:
+        if not callable(fn):
+            raise TypeError(f"an actor must be a function, got {fn!r}")
+        actor_name = name or getattr(fn, "__name__", None)
+        if not actor_name or not isinstance(actor_name, str):
+            raise ValueError(f"cannot name the actor for {fn!r}: pass name=")
+        if retry_policy is not None and not callable(retry_policy):
+            raise TypeError("retry_policy must be callable(retry_number) -> seconds")
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        if seconds is not None and seconds <= 0:
+            raise ValueError(f"actor {actor_name!r}: timeout must be positive, got {timeout!r}")
+        if run_in_process and inspect.iscoroutinefunction(fn):
+            raise ValueError(
+                f"actor {actor_name!r}: run_in_process=True is for sync functions; "
+                "async actors run on the worker's event loop"
+            )
+        return cls(
+            name=actor_name,
+            fn=fn,
+            queue=validate_queue_name(queue),
+            run_in_process=run_in_process,
+            retry_policy=retry_policy or default_retry_policy,
+            timeout=None if seconds is None else float(seconds),
+        )

@@ -1,0 +1,25 @@
+"""Message brokers: the in-memory one for tests, Redis for everything else."""
+
+from .base import (
+    DeadLetter,
+    DeadReason,
+    Delivery,
+    MessageBroker,
+    Outcome,
+    OutcomeKind,
+    QueueStats,
+    ResultBroker,
+)
+from .memory import InMemoryMessageBroker
+
+__all__ = [
+    "DeadLetter",
+    "DeadReason",
+    "Delivery",
+    "InMemoryMessageBroker",
+    "MessageBroker",
+    "Outcome",
+    "OutcomeKind",
+    "QueueStats",
+    "ResultBroker",
+]

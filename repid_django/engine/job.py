@@ -1,0 +1,188 @@
+"""Jobs: what to run, where, how often and how patiently."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from .connection import Call, Connection, run_anywhere
+from .message import Message, new_id
+from .priorities import PrioritiesT, validate_priority
+from .queue import Queue
+from .results import JobResult
+from .serializer import JSON, check_json
+
+DEFAULT_TIMEOUT = timedelta(minutes=10)
+DEFAULT_RESULT_TTL = timedelta(days=1)
+
+
+def _seconds(value: timedelta | float | None, name: str, *, allow_zero: bool = False) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"{name} must be a timedelta or a number of seconds, got {value!r}")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a positive duration, got {value!r}")
+    return float(seconds)
+
+
+class Job:
+    """A description of work: the actor ``name`` to call and how.
+
+    ``args`` are the actor's arguments: a dict of keyword arguments or a list of positional
+    ones, JSON only (checked at enqueue). Without ``id_`` every ``enqueue()`` creates a new
+    message id; with it the job is unique while queued or running.
+    ``deferred_until`` delays the first run; ``deferred_by`` delays it too and then repeats the
+    job at that interval (recurring). ``ttl`` drops a run that has not started in time.
+    """
+
+    __slots__ = (
+        "_connection",
+        "args",
+        "deferred_by",
+        "deferred_until",
+        "id_",
+        "last_id",
+        "name",
+        "priority",
+        "queue",
+        "result_ttl",
+        "retries",
+        "store_result",
+        "timeout",
+        "ttl",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        queue: str | Queue = "default",
+        priority: PrioritiesT | int = PrioritiesT.MEDIUM,
+        id_: str | None = None,
+        args: dict[str, JSON] | Sequence[JSON] | None = None,
+        retries: int = 0,
+        timeout: timedelta | float = DEFAULT_TIMEOUT,
+        deferred_until: datetime | float | None = None,
+        deferred_by: timedelta | float | None = None,
+        ttl: timedelta | float | None = None,
+        store_result: bool = True,
+        result_ttl: timedelta | float | None = DEFAULT_RESULT_TTL,
+        *,
+        connection: Connection | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Job name must be a non-empty str (the actor's name), got {name!r}")
+        self.name = name
+        self.queue = queue if isinstance(queue, Queue) else Queue(queue)
+        self.priority = validate_priority(priority)
+        if id_ is not None and (not isinstance(id_, str) or not id_ or len(id_) > 200):
+            raise ValueError(f"id_ must be a non-empty str of at most 200 chars, got {id_!r}")
+        self.id_ = id_
+        if args is not None and not isinstance(args, dict | list | tuple):
+            raise TypeError(
+                f"args must be a dict of keyword arguments or a list of positional ones, "
+                f"got {type(args).__name__}"
+            )
+        self.args = list(args) if isinstance(args, tuple) else args
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        self.retries = retries
+        self.timeout = _seconds(timeout, "timeout") or DEFAULT_TIMEOUT.total_seconds()
+        if isinstance(deferred_until, datetime):
+            self.deferred_until: float | None = deferred_until.timestamp()
+        elif deferred_until is None or (
+            isinstance(deferred_until, int | float) and not isinstance(deferred_until, bool)
+        ):
+            self.deferred_until = None if deferred_until is None else float(deferred_until)
+        else:
+            raise TypeError(f"deferred_until must be a datetime or a timestamp, got {deferred_until!r}")
+        self.deferred_by = _seconds(deferred_by, "deferred_by")
+        self.ttl = _seconds(ttl, "ttl")
+        self.store_result = bool(store_result)
+        self.result_ttl = _seconds(result_ttl, "result_ttl")
+        self._connection = connection
+        self.last_id: str | None = id_
+
+    def __repr__(self) -> str:
+        return f"Job(name={self.name!r}, queue={self.queue.name!r}, priority={self.priority})"
+
+    @property
+    def is_unique(self) -> bool:
+        """True when the job has a fixed ``id_`` (it is not duplicated while queued)."""
+        return self.id_ is not None
+
+    def to_message(self, now: float | None = None) -> Message:
+        """Build the next message of this job (checks the arguments: ``TypeError`` if not JSON)."""
+        if self.args is not None:
+            if isinstance(self.args, dict):
+                for key, value in self.args.items():
+                    if not isinstance(key, str):
+                        raise TypeError(f"args key {key!r} of job {self.name!r} must be a str")
+                    check_json(value, f"args[{key!r}] of job {self.name!r}")
+            else:
+                for index, value in enumerate(self.args):
+                    check_json(value, f"args[{index}] of job {self.name!r}")
+        now = time.time() if now is None else now
+        run_at = self.deferred_until
+        if run_at is None and self.deferred_by is not None:
+            run_at = now + self.deferred_by
+        return Message(
+            id=self.id_ or new_id(),
+            actor=self.name,
+            queue=self.queue.name,
+            priority=self.priority,
+            args=self.args,
+            retries=self.retries,
+            timeout=self.timeout,
+            ttl=self.ttl,
+            run_at=run_at,
+            deferred_by=self.deferred_by,
+            store_result=self.store_result,
+            result_ttl=self.result_ttl,
+            unique=self.id_ is not None,
+            enqueued_at=now,
+        )
+
+    def enqueue(self) -> Call[str]:
+        """Send one run of this job; the :class:`Call` resolves to the message id.
+
+        ``await job.enqueue()`` in async code; plain ``job.enqueue()`` in sync code (a Django
+        view), which sends at once over the process's pooled connection.
+        """
+        message = self.to_message()
+        self.last_id = message.id
+
+        async def work(connection: Connection) -> str:
+            await connection.message_broker.enqueue([message])
+            return message.id
+
+        return run_anywhere(work, self._connection)
+
+    @property
+    def result(self) -> Call[JobResult | None]:
+        """The stored result of the last enqueued run: ``await job.result`` (``None`` if none yet)."""
+        job_id = self.last_id
+        if job_id is None:
+            raise RuntimeError(f"job {self.name!r} has not been enqueued yet: no result to fetch")
+
+        async def work(connection: Connection) -> JobResult | None:
+            if connection.results_broker is None:
+                raise RuntimeError("this connection has no results broker")
+            return await connection.results_broker.get_result(job_id, self.queue.name)
+
+        return run_anywhere(work, self._connection)
+
+
+def enqueue_many(jobs: Sequence[Job], connection: Connection | None = None) -> Call[list[str]]:
+    """Send one run of each job in a single broker round trip; resolves to their message ids."""
+    messages = [job.to_message() for job in jobs]
+    for job, message in zip(jobs, messages, strict=True):
+        job.last_id = message.id
+
+    async def work(conn: Connection) -> list[str]:
+        await conn.message_broker.enqueue(messages)
+        return [message.id for message in messages]
+
+    return run_anywhere(work, connection)

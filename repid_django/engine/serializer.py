@@ -1,0 +1,64 @@
+"""JSON encoding for everything that crosses the broker.
+
+Only JSON ever goes on the wire: no pickle, marshal or eval touches broker data. ``orjson`` is
+used when it is installed (the ``fast`` extra); the standard library's ``json`` otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+try:  # pragma: no cover - depends on the environment
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
+JSON = Any
+"""A value made of dict (str keys), list, str, int, float, bool and None."""
+
+
+def dumps(value: JSON) -> bytes:
+    """Encode an already validated JSON value to bytes."""
+    if _orjson is not None:
+        return _orjson.dumps(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def loads(data: bytes | str) -> JSON:
+    """Decode JSON bytes; raises ``ValueError`` on anything that is not JSON."""
+    if _orjson is not None:
+        return _orjson.loads(data)
+    return json.loads(data)
+
+
+def check_json(value: object, where: str) -> None:
+    """Raise ``TypeError`` naming the first part of ``value`` that JSON cannot carry.
+
+    ``where`` names the value for the message, e.g. ``"args['user']"``.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{where} is {value!r}, which JSON cannot carry; use a finite number")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"{where} has a key {key!r} of type {type(key).__name__}; "
+                    "JSON object keys must be str"
+                )
+            check_json(item, f"{where}[{key!r}]")
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json(item, f"{where}[{index}]")
+        return
+    raise TypeError(
+        f"{where} is a {type(value).__name__}, which is not JSON-encodable; pass str, int, "
+        "float, bool, None, list or dict (e.g. an id instead of a model instance, "
+        "an ISO string instead of a datetime)"
+    )

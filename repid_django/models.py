@@ -1,0 +1,168 @@
+"""ORM mirror of the engine's state, for the admin and for reporting.
+
+Redis is the source of truth; these rows are written by workers in batches, off the processing
+path, idempotently, and a row's state only moves forward (see :data:`STATUS_RANK`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    RETRYING = "retrying", _("Retrying")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    DEAD = "dead", _("Dead-lettered")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+STATUS_RANK: dict[str, int] = {
+    JobStatus.QUEUED: 0,
+    JobStatus.RUNNING: 1,
+    JobStatus.RETRYING: 2,
+    JobStatus.SUCCEEDED: 3,
+    JobStatus.FAILED: 3,
+    JobStatus.DEAD: 3,
+    JobStatus.CANCELLED: 3,
+}
+"""Within one attempt a row moves to a higher rank only; a later attempt may start over."""
+
+FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED)
+
+
+class DeadReasonChoice(models.TextChoices):
+    FAILED = "failed", _("Failed")
+    TIMEOUT = "timeout", _("Timed out")
+    WORKER_LOST = "worker_lost", _("Worker lost")
+    UNKNOWN_ACTOR = "unknown_actor", _("Unknown actor")
+    DECODE_ERROR = "decode_error", _("Undecodable")
+    TOO_LARGE = "too_large", _("Too large")
+    EXPIRED = "expired", _("Expired")
+
+
+class QueueRecord(models.Model):
+    """A queue and its latest depth snapshot."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    ready = models.PositiveIntegerField(_("ready"), default=0)
+    delayed = models.PositiveIntegerField(_("delayed"), default=0)
+    running = models.PositiveIntegerField(_("running"), default=0)
+    dead = models.PositiveIntegerField(_("dead letters"), default=0)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("queue")
+        verbose_name_plural = _("queues")
+        ordering = ("name",)
+        permissions = (("manage_jobs", _("Can requeue, retry, cancel and purge jobs")),)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class JobRecord(models.Model):
+    """One job (message id) with its latest run and result."""
+
+    job_id = models.CharField(_("job id"), max_length=200, unique=True)
+    actor = models.CharField(_("actor"), max_length=200, db_index=True)
+    queue = models.CharField(_("queue"), max_length=100)
+    status = models.CharField(
+        _("status"), max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED
+    )
+    priority = models.SmallIntegerField(_("priority"), default=0)
+    args = models.JSONField(_("arguments"), null=True, blank=True)
+    attempt = models.PositiveIntegerField(_("attempt"), default=0)
+    max_retries = models.PositiveIntegerField(_("retries allowed"), default=0)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True, default="")
+    worker = models.CharField(_("worker"), max_length=200, blank=True, default="")
+    enqueued_at = models.DateTimeField(_("enqueued"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    retry_at = models.DateTimeField(_("next retry"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
+        ordering = ("-updated_at",)
+        indexes = (
+            models.Index(fields=("status", "updated_at"), name="repid_job_status_upd"),
+            models.Index(fields=("queue", "status"), name="repid_job_queue_status"),
+            models.Index(fields=("updated_at",), name="repid_job_updated"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.actor} [{self.job_id}]"
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class DeadLetterRecord(models.Model):
+    """A dead-lettered message, mirrored from the broker's dead-letter queue."""
+
+    job_id = models.CharField(_("job id"), max_length=200)
+    queue = models.CharField(_("queue"), max_length=100)
+    actor = models.CharField(_("actor"), max_length=200, blank=True, default="")
+    reason = models.CharField(_("reason"), max_length=16, choices=DeadReasonChoice.choices)
+    error = models.TextField(_("error"), blank=True, default="")
+    args = models.JSONField(_("arguments"), null=True, blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    raw = models.TextField(_("raw body excerpt"), blank=True, default="")
+    failed_at = models.DateTimeField(_("failed"), default=timezone.now)
+    requeued_at = models.DateTimeField(_("requeued"), null=True, blank=True)
+    purged_at = models.DateTimeField(_("purged"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("dead letter")
+        verbose_name_plural = _("dead letters")
+        ordering = ("-failed_at",)
+        constraints = (
+            models.UniqueConstraint(fields=("queue", "job_id"), name="repid_dead_queue_job"),
+        )
+        indexes = (
+            models.Index(fields=("queue", "failed_at"), name="repid_dead_queue_failed"),
+            models.Index(fields=("reason", "failed_at"), name="repid_dead_reason_failed"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.actor or '?'} [{self.job_id}] ({self.reason})"
+
+
+class WorkerRecord(models.Model):
+    """A worker process and its latest heartbeat."""
+
+    worker_id = models.CharField(_("worker id"), max_length=200, unique=True)
+    host = models.CharField(_("host"), max_length=255)
+    pid = models.PositiveIntegerField(_("pid"))
+    queues = models.JSONField(_("queues"), default=list)
+    concurrency = models.PositiveIntegerField(_("concurrency"), default=0)
+    state = models.CharField(_("state"), max_length=16, default="running")
+    processed = models.PositiveBigIntegerField(_("jobs done"), default=0)
+    failed = models.PositiveBigIntegerField(_("jobs failed"), default=0)
+    running = models.PositiveIntegerField(_("running now"), default=0)
+    started_at = models.DateTimeField(_("started"))
+    last_heartbeat = models.DateTimeField(_("last heartbeat"), db_index=True)
+
+    class Meta:
+        verbose_name = _("worker")
+        verbose_name_plural = _("workers")
+        ordering = ("-last_heartbeat",)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}"
+
+    def is_alive(self, within: timedelta = timedelta(seconds=30)) -> bool:
+        """True when the last heartbeat is more recent than ``within`` and it did not stop."""
+        return self.state != "stopped" and timezone.now() - self.last_heartbeat < within
