@@ -1,0 +1,1 @@
+"""The example shop: orders whose follow-up work runs as background jobs."""
