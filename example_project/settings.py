@@ -11,11 +11,13 @@ from pathlib import Path
 
 import environ
 
-BASE_DIR = Path(__file__).resolve().parent
-REPO_DIR = BASE_DIR.parent
+PROJECT_DIR = Path(__file__).resolve().parent
+BASE_DIR = PROJECT_DIR.parent
+"""The folder of ``manage.py``; the embedded Redis lives in ``BASE_DIR / ".repid"``."""
 
 env = environ.Env()
-environ.Env.read_env(REPO_DIR / ".env")
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")
 
 DEBUG: bool = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY: str = env.str(
@@ -65,7 +67,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{PROJECT_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"].setdefault("OPTIONS", {})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -82,20 +84,23 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = PROJECT_DIR / "staticfiles"
 
 LOGIN_URL = "admin:login"
 
 # repid_django: see README.md for every key and its default. Each key can also be set from the
 # environment as REPID_<KEY> (REPID_BROKER_URL, ...). No BROKER_URL: the embedded Redis is used.
-REPID: dict[str, object] = {}
+REPID: dict[str, object] = {
+    "CONCURRENCY": 20,
+    "RESULT_TTL": 7 * 86_400.0,
+}
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
-        "repid_django": {"handlers": ["console"], "level": env.str("REPID_LOG_LEVEL", "INFO")},
+        "repid_django": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", "INFO")},
         "example_project": {"handlers": ["console"], "level": "INFO"},
     },
 }
