@@ -1,0 +1,23 @@
+"""The Django app: configures the engine once and imports every installed app's ``tasks.py``."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class RepidConfig(AppConfig):
+    name = "repid_django"
+    label = "repid_django"
+    verbose_name = _("Background jobs")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Registers the system checks (import side effect, the Django idiom).
+        from . import checks, client, discovery
+
+        del checks
+        # The process's default connection: built now, opened on first use (nothing connects
+        # here, so `migrate` or `check` never touch Redis).
+        client.install()
+        discovery.autodiscover()

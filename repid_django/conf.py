@@ -1,0 +1,314 @@
+"""The ``REPID`` settings dict, its defaults, and overrides from the environment.
+
+Every key can be set in ``settings.REPID`` and overridden from the environment as
+``REPID_<KEY>`` (read with django-environ). **The environment wins** over the settings dict, so a
+deployment can point the same code at another Redis without editing settings::
+
+    REPID = {
+        "BROKER_URL": "redis://localhost:6379/0",  # None (default): the embedded Redis
+        "CONCURRENCY": 50,
+    }
+    # $ REPID_BROKER_URL=rediss://:secret@redis.example.com:6380/0 python manage.py runworker
+
+=========================  =================  ===============================================
+Key                        Default            Meaning
+=========================  =================  ===============================================
+``BROKER_URL``             ``None``           ``redis://``, ``rediss://`` or ``unix://`` URL;
+                                              ``None`` starts/uses the embedded Redis
+``PREFIX``                 ``"repid"``        prefix of every Redis key
+``QUEUES``                 ``None``           queues ``runworker`` consumes by default
+                                              (``None``: every queue its actors listen on)
+``CONCURRENCY``            ``50``             jobs a worker runs at once
+``GRACEFUL_SHUTDOWN_TIME`` ``25.0``           seconds running jobs get to finish on SIGTERM
+``LEASE_TTL``              ``30.0``           seconds a claimed job's lease lasts without a
+                                              heartbeat (then another worker may run it)
+``REAPER_INTERVAL``        ``5.0``            seconds between scans for expired leases
+``MAX_LOST``               ``3``              lost leases before a job is dead-lettered
+                                              as ``worker_lost``
+``MAX_MESSAGE_SIZE``       ``524288``         bytes; bigger jobs are refused at enqueue
+``RESULT_TTL``             ``86400.0``        seconds results are kept (``None``: forever)
+``MIRROR``                 ``True``           write jobs, dead letters, workers and queue
+                                              depths to the ORM (the admin reads them)
+``MIRROR_FLUSH_INTERVAL``  ``1.0``            seconds between mirror batches
+``EMBEDDED_DIR``           ``None``           folder of the embedded Redis
+                                              (``None``: ``BASE_DIR / ".repid"``)
+=========================  =================  ===============================================
+
+A bad value raises :class:`~django.core.exceptions.ImproperlyConfigured` naming the key and the
+fix; ``manage.py check`` reports the same problems as ``repid_django.E00x`` errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+ENV_PREFIX = "REPID_"
+SUPPORTED_SCHEMES = ("redis", "rediss", "unix")
+
+DEFAULTS: dict[str, Any] = {
+    "BROKER_URL": None,
+    "PREFIX": "repid",
+    "QUEUES": None,
+    "CONCURRENCY": 50,
+    "GRACEFUL_SHUTDOWN_TIME": 25.0,
+    "LEASE_TTL": 30.0,
+    "REAPER_INTERVAL": 5.0,
+    "MAX_LOST": 3,
+    "MAX_MESSAGE_SIZE": 512 * 1024,
+    "RESULT_TTL": 86_400.0,
+    "MIRROR": True,
+    "MIRROR_FLUSH_INTERVAL": 1.0,
+    "EMBEDDED_DIR": None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RepidSettings:
+    """The resolved, validated settings (defaults < ``settings.REPID`` < environment)."""
+
+    broker_url: str | None
+    prefix: str
+    queues: tuple[str, ...] | None
+    concurrency: int
+    graceful_shutdown_time: float
+    lease_ttl: float
+    reaper_interval: float
+    max_lost: int
+    max_message_size: int
+    result_ttl: float | None
+    mirror: bool
+    mirror_flush_interval: float
+    embedded_dir: Path
+
+    @property
+    def uses_embedded(self) -> bool:
+        return self.broker_url is None
+
+
+class SettingError(ImproperlyConfigured):
+    """A bad ``REPID`` value; ``key`` names it and ``source`` says where it came from."""
+
+    def __init__(self, key: str, source: str, problem: str, fix: str) -> None:
+        self.key = key
+        self.source = source
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{source}: {problem}. {fix}")
+
+
+def _source(key: str, from_env: bool) -> str:
+    return f"environment variable {ENV_PREFIX}{key}" if from_env else f"REPID[{key!r}]"
+
+
+def _env_value(key: str, raw: str) -> Any:
+    """Parse ``REPID_<KEY>`` with django-environ's casts for the key's type."""
+    import environ
+
+    env = environ.Env()
+    name = ENV_PREFIX + key
+    if key in ("BROKER_URL", "EMBEDDED_DIR", "RESULT_TTL") and raw.strip().lower() in (
+        "",
+        "none",
+        "null",
+    ):
+        return None
+    if key == "QUEUES":
+        return [item for item in env.list(name) if item] or None
+    if key == "MIRROR":
+        if raw.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise SettingError(key, _source(key, True), f"{raw!r} is not a boolean", "Use 1 or 0.")
+        return env.bool(name)
+    return env.str(name)
+
+
+def _number(
+    key: str, value: Any, from_env: bool, *, integer: bool, minimum: float, allow_zero: bool
+) -> float:
+    source = _source(key, from_env)
+    kind = "a whole number" if integer else "a number of seconds"
+    if isinstance(value, timedelta) and not integer:
+        value = value.total_seconds()
+    if isinstance(value, str) and from_env:
+        try:
+            value = int(value) if integer else float(value)
+        except ValueError:
+            raise SettingError(key, source, f"{value!r} is not {kind}", f"Set {kind}.") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SettingError(key, source, f"{value!r} is not {kind}", f"Set {kind}.")
+    if integer and not isinstance(value, int):
+        raise SettingError(key, source, f"{value!r} is not {kind}", f"Set {kind}.")
+    if value < minimum or (value == 0 and not allow_zero):
+        bound = f">= {minimum:g}" if allow_zero or minimum > 0 else "> 0"
+        raise SettingError(key, source, f"{value!r} is out of range", f"Set a value {bound}.")
+    return float(value)
+
+
+def _broker_url(value: Any, from_env: bool) -> str | None:
+    if value is None:
+        return None
+    source = _source("BROKER_URL", from_env)
+    fix = (
+        "Use redis://[user:password@]host:6379/0, rediss://... (TLS) or unix:///path/redis.sock, "
+        "or None for the embedded Redis."
+    )
+    if not isinstance(value, str) or "://" not in value:
+        shown = "a URL without a scheme" if isinstance(value, str) else repr(value)
+        raise SettingError("BROKER_URL", source, f"{shown} is not a Redis URL", fix)
+    scheme = value.split("://", 1)[0].lower()
+    if scheme not in SUPPORTED_SCHEMES:
+        raise SettingError("BROKER_URL", source, f"the scheme {scheme!r} is not supported", fix)
+    return value
+
+
+def _queues(value: Any, from_env: bool) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    from .engine.queue import validate_queue_name
+
+    source = _source("QUEUES", from_env)
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise SettingError(
+            "QUEUES", source, f"{value!r} is not a list of queue names", 'Use ["default", ...].'
+        )
+    try:
+        return tuple(validate_queue_name(name) for name in value)
+    except ValueError as exc:
+        raise SettingError("QUEUES", source, str(exc), "Fix the queue name.") from None
+
+
+def _prefix(value: Any, from_env: bool) -> str:
+    if not isinstance(value, str) or not value or any(c in value for c in " {}\n\t"):
+        raise SettingError(
+            "PREFIX",
+            _source("PREFIX", from_env),
+            f"{value!r} is not a valid key prefix",
+            "Use a short non-empty string without spaces or braces, e.g. 'repid'.",
+        )
+    return value
+
+
+def _dir(value: Any, from_env: bool) -> Path:
+    if value is None:
+        base = getattr(_django_settings(), "BASE_DIR", None)
+        return Path(base if base is not None else os.getcwd()) / ".repid"
+    if not isinstance(value, str | os.PathLike):
+        raise SettingError(
+            "EMBEDDED_DIR",
+            _source("EMBEDDED_DIR", from_env),
+            f"{value!r} is not a path",
+            "Use a folder path (str or pathlib.Path), or None for BASE_DIR / '.repid'.",
+        )
+    return Path(value)
+
+
+def _mirror(value: Any, from_env: bool) -> bool:
+    if not isinstance(value, bool):
+        raise SettingError(
+            "MIRROR", _source("MIRROR", from_env), f"{value!r} is not a bool", "Use True or False."
+        )
+    return value
+
+
+def _django_settings() -> Any:
+    from django.conf import settings
+
+    return settings
+
+
+def raw_settings() -> tuple[dict[str, Any], set[str]]:
+    """The merged raw values and the keys that came from the environment.
+
+    Raises :class:`SettingError` when ``settings.REPID`` is not a dict or has an unknown key.
+    """
+    configured = getattr(_django_settings(), "REPID", None)
+    if configured is None:
+        configured = {}
+    if not isinstance(configured, Mapping):
+        raise SettingError(
+            "REPID", "settings.REPID", f"is a {type(configured).__name__}", "Make it a dict."
+        )
+    merged = dict(DEFAULTS)
+    for key, value in configured.items():
+        if key not in DEFAULTS:
+            close = difflib.get_close_matches(str(key), DEFAULTS, n=1)
+            hint = f"Did you mean {close[0]!r}?" if close else f"Known keys: {', '.join(DEFAULTS)}."
+            raise SettingError(str(key), "settings.REPID", f"unknown key {key!r}", hint)
+        merged[key] = value
+    from_env: set[str] = set()
+    for key in DEFAULTS:
+        raw = os.environ.get(ENV_PREFIX + key)
+        if raw is not None:
+            merged[key] = _env_value(key, raw)
+            from_env.add(key)
+    return merged, from_env
+
+
+def load() -> RepidSettings:
+    """Resolve and validate the settings (not cached; see :func:`get_settings`)."""
+    raw, env = raw_settings()
+
+    def num(key: str, *, integer: bool = False, minimum: float = 0, zero: bool = False) -> float:
+        return _number(key, raw[key], key in env, integer=integer, minimum=minimum, allow_zero=zero)
+
+    result_ttl = None if raw["RESULT_TTL"] is None else num("RESULT_TTL")
+    settings = RepidSettings(
+        broker_url=_broker_url(raw["BROKER_URL"], "BROKER_URL" in env),
+        prefix=_prefix(raw["PREFIX"], "PREFIX" in env),
+        queues=_queues(raw["QUEUES"], "QUEUES" in env),
+        concurrency=int(num("CONCURRENCY", integer=True, minimum=1)),
+        graceful_shutdown_time=num("GRACEFUL_SHUTDOWN_TIME", zero=True),
+        lease_ttl=num("LEASE_TTL"),
+        reaper_interval=num("REAPER_INTERVAL"),
+        max_lost=int(num("MAX_LOST", integer=True, minimum=1)),
+        max_message_size=int(num("MAX_MESSAGE_SIZE", integer=True, minimum=64)),
+        result_ttl=result_ttl,
+        mirror=_mirror(raw["MIRROR"], "MIRROR" in env),
+        mirror_flush_interval=num("MIRROR_FLUSH_INTERVAL"),
+        embedded_dir=_dir(raw["EMBEDDED_DIR"], "EMBEDDED_DIR" in env),
+    )
+    if settings.reaper_interval > settings.lease_ttl:
+        raise SettingError(
+            "REAPER_INTERVAL",
+            _source("REAPER_INTERVAL", "REAPER_INTERVAL" in env),
+            f"{settings.reaper_interval:g}s is longer than LEASE_TTL ({settings.lease_ttl:g}s)",
+            "Scan for lost leases more often than they expire, e.g. LEASE_TTL / 6.",
+        )
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> RepidSettings:
+    """The process's settings, validated once (cleared when ``REPID`` changes in tests)."""
+    return load()
+
+
+_listeners: list[Callable[[], None]] = []
+
+
+def on_change(callback: Callable[[], None]) -> None:
+    """Call ``callback`` whenever the settings cache is cleared (``override_settings``)."""
+    _listeners.append(callback)
+
+
+def reset() -> None:
+    """Forget the cached settings (after changing ``REPID`` or ``REPID_*`` variables)."""
+    get_settings.cache_clear()
+    for callback in _listeners:
+        callback()
+
+
+@receiver(setting_changed)
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("REPID", "BASE_DIR"):
+        reset()
