@@ -11,19 +11,18 @@ PORT ?= 8000
 
 define FIND_PYTHON
 found=""; \
-for cand in "$$PYTHON" python3.14 python3.13 python3.12 python3 python \
-            $$(ls -d "$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV) \
+pyenv_root="$$(pyenv root 2>/dev/null || echo "$$HOME/.pyenv")"; \
+for cand in "$${PYTHON:-}" python3.12 python3.13 python3.14 python3 python \
+            $$(ls -d "$$pyenv_root"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V) \
             /usr/local/bin/python3.1[2-9] /usr/bin/python3.1[2-9]; do \
   [ -n "$$cand" ] || continue; \
-  if "$$cand" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then found="$$cand"; break; fi; \
-  for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9])' | sort -rV); do \
-    if PYENV_VERSION=$$v "$$cand" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then found="$$(PYENV_VERSION=$$v "$$cand" -c 'import sys; print(sys.executable)')"; break 2; fi; \
-  done; \
+  if "$$cand" -c 'import sys, venv, ensurepip; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then \
+    found="$$cand"; break; fi; \
 done; \
 if [ -z "$$found" ]; then \
-  echo "repid_django needs Python >= 3.12 (Django 6) and none was found." >&2; \
+  echo "repid_django needs Python >= 3.12 (for Django 6) with venv, and none was found." >&2; \
   echo "Install one, e.g. 'sudo apt-get install python3.12 python3.12-venv' or 'pyenv install 3.12'," >&2; \
-  echo "or point to it: make $@ PYTHON=/path/to/python3.12" >&2; exit 1; \
+  echo "or name it: make $@ PYTHON=/path/to/python3.12" >&2; exit 1; \
 fi
 endef
 
