@@ -1,0 +1,90 @@
+"""The shop's pages: a sync view and an async view that enqueue jobs, and a jobs page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from repid_django import Job
+from repid_django.models import DeadLetterRecord, JobRecord
+
+from . import tasks
+from .forms import CrunchForm, OrderForm
+from .models import Order
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "shop/index.html",
+        {"order_form": OrderForm(), "crunch_form": CrunchForm(), "orders": Order.objects.all()[:5]},
+    )
+
+
+@require_POST
+def place_order(request: HttpRequest) -> HttpResponse:
+    """A sync view: the order and its jobs are committed together (enqueue-on-commit)."""
+    form = OrderForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request,
+            "shop/index.html",
+            {"order_form": form, "crunch_form": CrunchForm()},
+            status=400,
+        )
+    data = form.cleaned_data
+    with transaction.atomic():
+        order = Order.objects.create(
+            customer=data["customer"], product=data["product"], quantity=data["quantity"]
+        )
+        # Sent only if the transaction commits: a worker never sees an order that isn't there.
+        tasks.send_order_confirmation.enqueue_on_commit(order_id=order.pk)
+        tasks.generate_invoice.enqueue_on_commit(order_id=order.pk)
+        tasks.reserve_stock.enqueue_on_commit(
+            order_id=order.pk, failures=int(data["stock_service"])
+        )
+    if data["ask_review"]:
+        # A plain Job, sent at once from sync code; it runs 30 seconds from now.
+        Job(
+            "ask_for_review",
+            args={"order_id": order.pk},
+            deferred_until=timezone.now() + timedelta(seconds=30),
+        ).enqueue()
+    messages.success(request, f"{order} placed: its jobs are on their way.")
+    return HttpResponseRedirect(reverse("shop:jobs"))
+
+
+@require_POST
+async def crunch(request: HttpRequest) -> HttpResponse:
+    """An async view: ``await`` the enqueue; nothing blocks the server's event loop."""
+    form = CrunchForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request, "shop/index.html", {"order_form": OrderForm(), "crunch_form": form}, status=400
+        )
+    limit, count = form.cleaned_data["limit"], form.cleaned_data["jobs"]
+    for step in range(count):
+        await tasks.count_primes.aenqueue(limit=limit + step)
+    await Job("ping").enqueue()
+    messages.success(request, f"{count} CPU-bound job(s) sent to the 'cpu' queue.")
+    return HttpResponseRedirect(reverse("shop:jobs"))
+
+
+def jobs(request: HttpRequest) -> HttpResponse:
+    """Recent jobs and their results, as mirrored by the workers (refreshes itself)."""
+    return render(
+        request,
+        "shop/jobs.html",
+        {
+            "jobs": JobRecord.objects.order_by("-updated_at")[:30],
+            "dead": DeadLetterRecord.objects.filter(requeued_at=None, purged_at=None)[:10],
+            "orders": Order.objects.all()[:10],
+        },
+    )

@@ -1,0 +1,391 @@
+"""The admin operations console: read-only records of the ORM mirror, plus operations that call
+the engine (requeue, retry, cancel, purge) for users with ``repid_django.manage_jobs``.
+
+Records are never added or edited here (Redis is the source of truth); the view permission is
+enough to look. Operations are POST only with CSRF, see :mod:`repid_django.admin_views`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from . import admin_actions as actions
+from . import admin_display as show
+from . import ops
+from .admin_views import can_manage, dead_letter_views, job_views, queue_views
+from .models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord, WorkerRecord
+
+Operation = dict[str, str]
+
+if TYPE_CHECKING:
+    BaseAdmin = admin.ModelAdmin[Any]
+else:
+    BaseAdmin = admin.ModelAdmin
+
+
+class ConsoleAdmin(BaseAdmin):
+    """Read-only records; ``has_manage_permission`` gates the operations."""
+
+    show_full_result_count = False
+    list_per_page = 50
+
+    class Media:
+        css = {"all": ("repid_django/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        return can_manage(request)
+
+    def operations(self, request: HttpRequest, obj: Any) -> list[Operation]:
+        """Buttons of the change page: ``label``, ``url`` and ``style``."""
+        return []
+
+    def _op_urls(self, prefix: str, views: dict[str, Any], arg: str) -> list[URLPattern]:
+        meta = self.model._meta
+        return [
+            path(
+                f"{prefix}/{kind}/" if arg == "name" else f"<int:pk>/{kind}/",
+                self.admin_site.admin_view(view),
+                name=f"{meta.app_label}_{meta.model_name}_{kind.replace('-', '_')}",
+            )
+            for kind, view in views.items()
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if obj is not None and can_manage(request):
+            context["repid_operations"] = self.operations(request, obj)
+        return super().change_view(request, object_id, form_url, context)
+
+
+def _op(model_name: str, kind: str, pk: object, label: str, style: str = "") -> Operation:
+    url = reverse(f"admin:repid_django_{model_name}_{kind}", args=(pk,))
+    return {"label": label, "url": url, "style": style}
+
+
+@admin.register(JobRecord)
+class JobRecordAdmin(ConsoleAdmin):
+    list_display = (
+        "job_id",
+        "actor",
+        "queue",
+        "status_badge",
+        "attempts",
+        "enqueued_at",
+        "took",
+        "updated_at",
+    )
+    list_filter = ("status", "queue", "actor", "enqueued_at", "finished_at")
+    search_fields = ("=job_id", "^job_id", "^actor")
+    search_help_text = "Search by job id (or its beginning) or by actor name."
+    date_hierarchy = "updated_at"
+    actions = (actions.retry_selected, actions.cancel_selected)
+    fieldsets = (
+        (None, {"fields": ("job_id", "actor", "queue", "status_badge", "priority", "attempts")}),
+        ("Timing", {"fields": ("enqueued_at", "started_at", "finished_at", "retry_at", "took")}),
+        ("Data", {"fields": ("args_json", "result_json", "error_pre", "dead_letter", "worker")}),
+    )
+    readonly_fields = (
+        "status_badge",
+        "attempts",
+        "took",
+        "args_json",
+        "result_json",
+        "error_pre",
+        "dead_letter",
+    )
+
+    def get_urls(self) -> list[URLPattern]:
+        return self._op_urls("", job_views(self), "pk") + super().get_urls()
+
+    def operations(self, request: HttpRequest, obj: JobRecord) -> list[Operation]:
+        found: list[Operation] = []
+        if obj.status in ops.RETRYABLE:
+            found.append(_op("jobrecord", "retry", obj.pk, "Retry this job"))
+        if obj.status in (JobStatus.QUEUED, JobStatus.RETRYING):
+            found.append(_op("jobrecord", "cancel", obj.pk, "Cancel this job", "danger"))
+        return found
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: JobRecord) -> SafeString:
+        return show.status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="attempts")
+    def attempts(self, obj: JobRecord) -> str:
+        return f"{obj.attempt} / {obj.max_retries + 1}"
+
+    @admin.display(description="duration")
+    def took(self, obj: JobRecord) -> str:
+        return show.duration(obj.duration)
+
+    @admin.display(description="arguments")
+    def args_json(self, obj: JobRecord) -> SafeString:
+        return show.pretty_json(obj.args)
+
+    @admin.display(description="result")
+    def result_json(self, obj: JobRecord) -> SafeString:
+        return show.pretty_json(obj.result)
+
+    @admin.display(description="error")
+    def error_pre(self, obj: JobRecord) -> SafeString:
+        return show.pre(obj.error)
+
+    @admin.display(description="dead letter")
+    def dead_letter(self, obj: JobRecord) -> SafeString | str:
+        letter = DeadLetterRecord.objects.filter(queue=obj.queue, job_id=obj.job_id).first()
+        return (
+            "-" if letter is None else show.admin_link("deadletterrecord", letter.pk, str(letter))
+        )
+
+
+class DeadLetterStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("dead", "Dead (in the broker)"), ("requeued", "Requeued"), ("purged", "Purged")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value == "dead":
+            return queryset.filter(requeued_at=None, purged_at=None)
+        if value == "requeued":
+            return queryset.exclude(requeued_at=None)
+        if value == "purged":
+            return queryset.exclude(purged_at=None)
+        return queryset
+
+
+@admin.register(DeadLetterRecord)
+class DeadLetterRecordAdmin(ConsoleAdmin):
+    list_display = ("job_id", "actor", "queue", "reason", "attempts", "failed_at", "state", "job")
+    list_filter = (DeadLetterStateFilter, "reason", "queue", "actor", "failed_at")
+    search_fields = ("=job_id", "^job_id", "^actor")
+    search_help_text = "Search by job id (or its beginning) or by actor name."
+    date_hierarchy = "failed_at"
+    actions = (actions.requeue_selected, actions.purge_selected)
+    fields = (
+        "job_id",
+        "job",
+        "actor",
+        "queue",
+        "reason",
+        "attempts",
+        "failed_at",
+        "state",
+        "error_pre",
+        "args_json",
+        "raw_pre",
+    )
+    readonly_fields = ("job", "state", "error_pre", "args_json", "raw_pre")
+
+    def get_urls(self) -> list[URLPattern]:
+        return self._op_urls("", dead_letter_views(self), "pk") + super().get_urls()
+
+    def operations(self, request: HttpRequest, obj: DeadLetterRecord) -> list[Operation]:
+        if obj.purged_at is not None:
+            return []
+        return [
+            _op("deadletterrecord", "requeue", obj.pk, "Requeue this job"),
+            _op("deadletterrecord", "purge", obj.pk, "Delete from the broker", "danger"),
+        ]
+
+    @admin.display(description="state")
+    def state(self, obj: DeadLetterRecord) -> SafeString:
+        if obj.purged_at is not None:
+            return show.badge("purged", "grey")
+        if obj.requeued_at is not None:
+            return show.badge("requeued", "blue")
+        return show.badge("dead", "purple")
+
+    @admin.display(description="job")
+    def job(self, obj: DeadLetterRecord) -> SafeString | str:
+        record = JobRecord.objects.filter(job_id=obj.job_id).only("pk").first()
+        return "-" if record is None else show.admin_link("jobrecord", record.pk, "job record")
+
+    @admin.display(description="error")
+    def error_pre(self, obj: DeadLetterRecord) -> SafeString:
+        return show.pre(obj.error)
+
+    @admin.display(description="arguments")
+    def args_json(self, obj: DeadLetterRecord) -> SafeString:
+        return show.pretty_json(obj.args)
+
+    @admin.display(description="raw body excerpt")
+    def raw_pre(self, obj: DeadLetterRecord) -> SafeString:
+        return show.pre(obj.raw)
+
+
+@admin.register(QueueRecord)
+class QueueRecordAdmin(ConsoleAdmin):
+    list_display = ("name", "ready_n", "delayed_n", "running_n", "dead_n", "source", "links")
+    search_fields = ("^name",)
+    actions = (actions.purge_queues, actions.requeue_all_dead, actions.purge_all_dead)
+    fields = ("name", "ready_n", "delayed_n", "running_n", "dead_n", "source", "links")
+    readonly_fields = fields
+
+    def get_urls(self) -> list[URLPattern]:
+        return self._op_urls("by-name/<str:name>", queue_views(self), "name") + super().get_urls()
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        rows = list(changelist.result_list)
+        live = ops.live_stats([row.name for row in rows])
+        for row in rows:
+            row.repid_live = None if live is None else live.get(row.name)
+        return changelist
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Any:
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            obj.repid_live = (ops.live_stats([obj.name]) or {}).get(obj.name)
+        return obj
+
+    def operations(self, request: HttpRequest, obj: QueueRecord) -> list[Operation]:
+        def queue_op(kind: str, label: str) -> Operation:
+            url = reverse(
+                f"admin:repid_django_queuerecord_{kind.replace('-', '_')}", args=(obj.name,)
+            )
+            return {"label": label, "url": url, "style": "danger" if "purge" in kind else ""}
+
+        return [
+            queue_op("requeue-dead", "Requeue all dead letters"),
+            queue_op("purge-dead", "Delete all dead letters"),
+            queue_op("purge", "Purge waiting jobs"),
+        ]
+
+    def _count(self, obj: QueueRecord, field: str) -> int:
+        live = getattr(obj, "repid_live", None)
+        return int(getattr(live if live is not None else obj, field))
+
+    @admin.display(description="ready")
+    def ready_n(self, obj: QueueRecord) -> int:
+        return self._count(obj, "ready")
+
+    @admin.display(description="delayed")
+    def delayed_n(self, obj: QueueRecord) -> int:
+        return self._count(obj, "delayed")
+
+    @admin.display(description="running")
+    def running_n(self, obj: QueueRecord) -> int:
+        return self._count(obj, "running")
+
+    @admin.display(description="dead letters")
+    def dead_n(self, obj: QueueRecord) -> int:
+        return self._count(obj, "dead")
+
+    @admin.display(description="counts from")
+    def source(self, obj: QueueRecord) -> SafeString:
+        if getattr(obj, "repid_live", None) is not None:
+            return show.badge("live", "green")
+        return format_html(
+            '{} <span class="repid-muted">{}</span>',
+            show.badge("snapshot", "amber"),
+            show.age(obj.updated_at),
+        )
+
+    @admin.display(description="records")
+    def links(self, obj: QueueRecord) -> SafeString:
+        return format_html(
+            "{} · {}",
+            show.changelist_link("jobrecord", "jobs", queue=obj.name),
+            show.changelist_link("deadletterrecord", "dead letters", queue=obj.name, state="dead"),
+        )
+
+
+class AliveFilter(admin.SimpleListFilter):
+    title = "liveness"
+    parameter_name = "alive"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Alive"), ("no", "Dead or stopped")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        since = timezone.now() - alive_within()
+        alive = queryset.filter(last_heartbeat__gte=since).exclude(state="stopped")
+        if self.value() == "yes":
+            return alive
+        if self.value() == "no":
+            return queryset.exclude(pk__in=alive.values("pk"))
+        return queryset
+
+
+def alive_within() -> timedelta:
+    """A worker whose last heartbeat is older than this is shown dead (``LEASE_TTL``, >= 30 s)."""
+    from .conf import get_settings
+
+    return timedelta(seconds=max(30.0, get_settings().lease_ttl))
+
+
+@admin.register(WorkerRecord)
+class WorkerRecordAdmin(ConsoleAdmin):
+    list_display = (
+        "worker_id",
+        "host",
+        "pid",
+        "liveness",
+        "heartbeat",
+        "state",
+        "queue_list",
+        "concurrency",
+        "running",
+        "processed",
+        "failed",
+        "started_at",
+    )
+    list_filter = (AliveFilter, "state", "host")
+    search_fields = ("^worker_id", "^host")
+    fields = (
+        "worker_id",
+        "host",
+        "pid",
+        "liveness",
+        "heartbeat",
+        "state",
+        "queue_list",
+        "concurrency",
+        "running",
+        "processed",
+        "failed",
+        "started_at",
+        "last_heartbeat",
+    )
+    readonly_fields = ("liveness", "heartbeat", "queue_list")
+
+    @admin.display(description="alive")
+    def liveness(self, obj: WorkerRecord) -> SafeString:
+        return show.alive_badge(obj.is_alive(alive_within()))
+
+    @admin.display(description="last heartbeat", ordering="last_heartbeat")
+    def heartbeat(self, obj: WorkerRecord) -> str:
+        return show.age(obj.last_heartbeat)
+
+    @admin.display(description="queues")
+    def queue_list(self, obj: WorkerRecord) -> str:
+        return ", ".join(str(name) for name in obj.queues or []) or "-"

@@ -1,0 +1,196 @@
+"""Bulk changelist actions. Each needs ``repid_django.manage_jobs`` (``permissions=["manage"]``:
+Django hides them from users without it and refuses them). Destructive ones first answer with
+a confirmation page and act only on the second POST (``confirm=yes``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+
+from . import ops
+from .admin_views import (
+    confirm_page,
+    confirmed,
+    report_unavailable,
+    run_queue_operation,
+    say_requeued,
+)
+from .models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord
+
+if TYPE_CHECKING:
+    Admin = admin.ModelAdmin[Any]
+
+
+def _confirm_selected(
+    model_admin: Admin,
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    action: str,
+    title: str,
+    question: str,
+) -> HttpResponse:
+    meta = model_admin.model._meta
+    return confirm_page(
+        request,
+        model_admin,
+        title=title,
+        question=question,
+        items=[str(obj) for obj in queryset[:50]],
+        hidden={
+            "action": action,
+            helpers.ACTION_CHECKBOX_NAME: [str(pk) for pk in queryset.values_list("pk", flat=True)],
+        },
+        cancel_url=reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"),
+    )
+
+
+# ------------------------------------------------------------------------- dead letters
+
+
+@admin.action(description="Requeue selected dead letters", permissions=["manage"])
+def requeue_selected(
+    model_admin: Admin, request: HttpRequest, queryset: QuerySet[DeadLetterRecord]
+) -> None:
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    for queue, job_id in queryset.values_list("queue", "job_id"):
+        by_queue[queue].append(job_id)
+    try:
+        for queue, ids in sorted(by_queue.items()):
+            say_requeued(request, ops.requeue_dead(queue, ids))
+    except ops.BrokerUnavailable as exc:
+        report_unavailable(request, exc)
+
+
+@admin.action(description="Delete selected dead letters from the broker", permissions=["manage"])
+def purge_selected(
+    model_admin: Admin, request: HttpRequest, queryset: QuerySet[DeadLetterRecord]
+) -> HttpResponse | None:
+    if not confirmed(request):
+        return _confirm_selected(
+            model_admin,
+            request,
+            queryset,
+            action="purge_selected",
+            title="Delete the selected dead letters?",
+            question=(
+                f"{queryset.count()} dead letter(s) are deleted from the broker for good; they "
+                "cannot be requeued afterwards. Their records stay here, marked purged."
+            ),
+        )
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    for queue, job_id in queryset.values_list("queue", "job_id"):
+        by_queue[queue].append(job_id)
+    try:
+        count = sum(ops.purge_dead(queue, ids) for queue, ids in sorted(by_queue.items()))
+        messages.success(request, f"Deleted {count} dead letter(s) from the broker.")
+    except ops.BrokerUnavailable as exc:
+        report_unavailable(request, exc)
+    return None
+
+
+# --------------------------------------------------------------------------------- jobs
+
+
+@admin.action(description="Retry selected failed jobs", permissions=["manage"])
+def retry_selected(model_admin: Admin, request: HttpRequest, queryset: QuerySet[JobRecord]) -> None:
+    retried = skipped = 0
+    try:
+        for job in queryset:
+            if job.status not in ops.RETRYABLE:
+                skipped += 1
+                continue
+            ops.retry_job(job)
+            retried += 1
+    except ops.BrokerUnavailable as exc:
+        report_unavailable(request, exc)
+    if retried:
+        messages.success(request, f"Sent {retried} job(s) again.")
+    if skipped:
+        messages.warning(
+            request, f"Skipped {skipped} job(s) that are not failed, dead-lettered or cancelled."
+        )
+
+
+@admin.action(description="Cancel selected waiting jobs", permissions=["manage"])
+def cancel_selected(
+    model_admin: Admin, request: HttpRequest, queryset: QuerySet[JobRecord]
+) -> HttpResponse | None:
+    if not confirmed(request):
+        return _confirm_selected(
+            model_admin,
+            request,
+            queryset,
+            action="cancel_selected",
+            title="Cancel the selected jobs?",
+            question=(
+                f"Those of the {queryset.count()} selected job(s) still waiting in their queue "
+                "are removed and will not run. Running and finished jobs are not affected."
+            ),
+        )
+    cancelled = not_waiting = 0
+    try:
+        for job in queryset.exclude(status__in=(JobStatus.SUCCEEDED, JobStatus.CANCELLED)):
+            if ops.cancel_job(job):
+                cancelled += 1
+            else:
+                not_waiting += 1
+    except ops.BrokerUnavailable as exc:
+        report_unavailable(request, exc)
+    messages.success(request, f"Cancelled {cancelled} job(s).")
+    if not_waiting:
+        messages.warning(request, f"{not_waiting} job(s) were no longer waiting.")
+    return None
+
+
+# ------------------------------------------------------------------------------- queues
+
+
+def _queue_action(kind: str, action: str, description: str, question: str) -> Any:
+    @admin.action(description=description, permissions=["manage"])
+    def act(
+        model_admin: Admin, request: HttpRequest, queryset: QuerySet[QueueRecord]
+    ) -> HttpResponse | None:
+        names = list(queryset.values_list("name", flat=True))
+        if not confirmed(request):
+            return _confirm_selected(
+                model_admin,
+                request,
+                queryset,
+                action=action,
+                title=f"{description}?",
+                question=question.format(names=", ".join(names)),
+            )
+        for name in names:
+            run_queue_operation(request, kind, name)
+        return None
+
+    act.__name__ = action
+    return act
+
+
+purge_queues = _queue_action(
+    "purge",
+    "purge_queues",
+    "Purge waiting jobs of selected queues",
+    "Every waiting job (ready and delayed) of {names} is removed and will not run. Running "
+    "jobs finish. This cannot be undone.",
+)
+requeue_all_dead = _queue_action(
+    "requeue-dead",
+    "requeue_all_dead",
+    "Requeue all dead letters of selected queues",
+    "Every dead letter of {names} is put back in its queue and runs again.",
+)
+purge_all_dead = _queue_action(
+    "purge-dead",
+    "purge_all_dead",
+    "Delete all dead letters of selected queues",
+    "Every dead letter of {names} is deleted from the broker for good. This cannot be undone.",
+)

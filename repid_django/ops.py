@@ -1,0 +1,296 @@
+"""Operations on the broker that the admin console performs, as plain synchronous functions.
+
+Each one calls the engine over the process's default connection (the one ``repid_django``
+configures at start-up) and then brings the ORM mirror in line at once, so the admin shows
+the effect without waiting for a worker's next mirror batch. Redis stays the source of truth:
+a row is only changed for what the broker confirms.
+
+All of them are for synchronous code (admin views, management commands, shell). A broker
+that cannot be reached raises :class:`BrokerUnavailable` with a message that says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError
+from django.utils import timezone
+
+from .engine.brokers.base import MessageBroker, QueueStats
+from .engine.connection import Connection, get_connection
+from .engine.job import Job
+from .models import DeadLetterRecord, DeadReasonChoice, JobRecord, JobStatus, QueueRecord
+
+logger = logging.getLogger(__name__)
+
+OPERATION_TIMEOUT = 15.0
+"""Seconds an admin operation may take before it is reported as failed."""
+STATS_TIMEOUT = 2.0
+"""Seconds the admin waits for live queue depths before it shows the mirrored snapshot."""
+PAGE = 500
+
+UNDECODABLE = (DeadReasonChoice.DECODE_ERROR, DeadReasonChoice.TOO_LARGE)
+RETRYABLE = (JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker could not be reached (or did not answer in time); nothing was changed."""
+
+
+def _run[T](
+    work: Callable[[MessageBroker], Coroutine[Any, Any, T]],
+    timeout: float = OPERATION_TIMEOUT,
+    connection: Connection | None = None,
+) -> T:
+    conn = connection or get_connection()
+    try:
+        return conn.call(lambda: work(conn.message_broker), timeout=timeout)
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        raise BrokerUnavailable(
+            f"the Redis broker did not answer ({type(exc).__name__}: {exc}); nothing was "
+            "changed. Check that Redis is running and REPID['BROKER_URL'] points at it."
+        ) from exc
+
+
+# ---------------------------------------------------------------------------------- depths
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """A queue's counts, ``live`` from the broker or from the mirrored snapshot of ``at``."""
+
+    name: str
+    ready: int
+    delayed: int
+    running: int
+    dead: int
+    live: bool
+    at: datetime | None = None
+
+    @property
+    def total(self) -> int:
+        return self.ready + self.delayed + self.running
+
+
+def live_stats(
+    names: Iterable[str] | None = None, timeout: float = STATS_TIMEOUT
+) -> dict[str, QueueStats] | None:
+    """Live counts of ``names`` (default: every declared queue), or ``None`` when the broker
+    cannot be reached within ``timeout`` seconds."""
+    wanted = None if names is None else list(names)
+
+    async def work(broker: MessageBroker) -> dict[str, QueueStats]:
+        queue_names = wanted if wanted is not None else await broker.list_queues()
+        return {name: await broker.queue_stats(name) for name in queue_names}
+
+    try:
+        return _run(work, timeout)
+    except Exception as exc:  # any failure means "show the snapshot instead"
+        logger.warning("live queue depths unavailable: %s", exc)
+        return None
+
+
+def queue_depths(timeout: float = STATS_TIMEOUT) -> list[QueueDepth]:
+    """Every known queue (declared on the broker or mirrored), live when the broker answers."""
+    records = {record.name: record for record in QueueRecord.objects.all()}
+    live = live_stats(None, timeout)
+    if live is not None:
+        missing = [name for name in records if name not in live]
+        if missing:
+            more = live_stats(missing, timeout)
+            live.update(more or {})
+    depths: list[QueueDepth] = []
+    for name in sorted(set(records) | set(live or {})):
+        stats = (live or {}).get(name)
+        if stats is not None:
+            depths.append(
+                QueueDepth(name, stats.ready, stats.delayed, stats.running, stats.dead, True)
+            )
+        else:
+            rec = records[name]
+            depths.append(
+                QueueDepth(
+                    name, rec.ready, rec.delayed, rec.running, rec.dead, False, rec.updated_at
+                )
+            )
+    return depths
+
+
+# ---------------------------------------------------------------------------- dead letters
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """What a requeue did: ``done`` ids are back in their queue; ``missing`` ids were no longer
+    in the broker's dead-letter queue (expired, purged or requeued already); ``kept`` ids are
+    undecodable and stay dead-lettered."""
+
+    done: list[str]
+    missing: list[str]
+    kept: list[str]
+
+
+async def _dead_ids(broker: MessageBroker, queue: str) -> dict[str, bool]:
+    """Every dead letter id of ``queue`` -> whether it can be run again (its body decoded)."""
+    found: dict[str, bool] = {}
+    offset = 0
+    while True:
+        page = await broker.list_dead(queue, offset=offset, limit=PAGE)
+        for letter in page:
+            found[letter.id] = letter.message is not None
+        if len(page) < PAGE:
+            return found
+        offset += PAGE
+
+
+def requeue_dead(queue: str, ids: Sequence[str] | None = None) -> Requeued:
+    """Put dead letters of ``queue`` back as fresh runs (all of them when ``ids`` is ``None``)."""
+
+    async def work(broker: MessageBroker) -> Requeued:
+        present = await _dead_ids(broker, queue)
+        wanted = list(present) if ids is None else list(dict.fromkeys(ids))
+        runnable = [i for i in wanted if present.get(i)]
+        kept = [i for i in wanted if i in present and not present[i]]
+        missing = [i for i in wanted if i not in present]
+        if runnable:
+            await broker.requeue_dead(queue, runnable)
+        return Requeued(runnable, missing, kept)
+
+    outcome = _run(work)
+    now = timezone.now()
+    for start in range(0, len(outcome.done), PAGE):
+        chunk = outcome.done[start : start + PAGE]
+        DeadLetterRecord.objects.filter(queue=queue, job_id__in=chunk).update(requeued_at=now)
+        JobRecord.objects.filter(queue=queue, job_id__in=chunk).update(
+            status=JobStatus.QUEUED,
+            attempt=0,
+            started_at=None,
+            finished_at=None,
+            retry_at=None,
+            enqueued_at=now,
+            updated_at=now,
+        )
+    logger.info("requeued %d dead letter(s) of queue %r", len(outcome.done), queue)
+    return outcome
+
+
+def purge_dead(queue: str, ids: Sequence[str] | None = None) -> int:
+    """Delete dead letters of ``queue`` from the broker (all when ``ids`` is ``None``)."""
+    wanted = None if ids is None else list(ids)
+
+    async def work(broker: MessageBroker) -> int:
+        return await broker.purge_dead(queue, wanted)
+
+    count = _run(work)
+    rows = DeadLetterRecord.objects.filter(queue=queue, purged_at=None, requeued_at=None)
+    if wanted is not None:
+        rows = rows.filter(job_id__in=wanted)
+    rows.update(purged_at=timezone.now())
+    logger.info("purged %d dead letter(s) of queue %r", count, queue)
+    return count
+
+
+# -------------------------------------------------------------------------------- jobs
+
+
+def retry_job(record: JobRecord) -> str:
+    """Run a failed, dead-lettered or cancelled job again; returns the id of the new run.
+
+    A job still in the broker's dead-letter queue is requeued there (it keeps its id);
+    otherwise a new job is enqueued with the recorded actor, queue, arguments and retries.
+    """
+    if record.status not in RETRYABLE:
+        raise ValueError(
+            f"job {record.job_id} is {record.get_status_display().lower()}: only failed, "
+            "dead-lettered or cancelled jobs can be retried"
+        )
+    if record.status == JobStatus.DEAD:
+        outcome = requeue_dead(record.queue, [record.job_id])
+        if outcome.done:
+            return record.job_id
+    job = Job(
+        record.actor,
+        queue=record.queue,
+        priority=record.priority,
+        args=record.args,
+        retries=record.max_retries,
+    )
+
+    async def work(broker: MessageBroker) -> str:
+        message = job.to_message()
+        await broker.enqueue([message])
+        return message.id
+
+    new_id = _run(work)
+    now = timezone.now()
+    # The worker's mirror may have written the row first: that row is newer, keep it.
+    with contextlib.suppress(IntegrityError):
+        JobRecord.objects.get_or_create(
+            job_id=new_id,
+            defaults={
+                "actor": record.actor,
+                "queue": record.queue,
+                "priority": record.priority,
+                "args": record.args,
+                "max_retries": record.max_retries,
+                "status": JobStatus.QUEUED,
+                "enqueued_at": now,
+                "updated_at": now,
+            },
+        )
+    logger.info("retried job %s as %s", record.job_id, new_id)
+    return new_id
+
+
+def cancel_job(record: JobRecord) -> bool:
+    """Remove a waiting job from its queue; ``False`` when it is no longer waiting."""
+
+    async def work(broker: MessageBroker) -> bool:
+        return await broker.cancel(record.queue, record.job_id)
+
+    removed = _run(work)
+    if removed:
+        now = timezone.now()
+        JobRecord.objects.filter(pk=record.pk).update(
+            status=JobStatus.CANCELLED, finished_at=now, updated_at=now
+        )
+    return removed
+
+
+# ------------------------------------------------------------------------------- queues
+
+
+def purge_queue(queue: str) -> int:
+    """Remove every waiting (ready and delayed) job of ``queue``; running jobs finish.
+
+    Returns how many were removed; their mirrored rows are marked cancelled.
+    """
+
+    async def work(broker: MessageBroker) -> tuple[int, list[str]]:
+        waiting: list[str] = []
+        for delayed in (False, True):
+            offset = 0
+            while True:
+                page = await broker.list_messages(queue, delayed=delayed, offset=offset, limit=PAGE)
+                waiting.extend(message.id for message in page)
+                if len(page) < PAGE:
+                    break
+                offset += PAGE
+        return await broker.flush_queue(queue), waiting
+
+    count, waiting = _run(work)
+    now = timezone.now()
+    for start in range(0, len(waiting), PAGE):
+        JobRecord.objects.filter(
+            queue=queue,
+            job_id__in=waiting[start : start + PAGE],
+            status__in=(JobStatus.QUEUED, JobStatus.RETRYING),
+        ).update(status=JobStatus.CANCELLED, finished_at=now, updated_at=now)
+    QueueRecord.objects.filter(name=queue).update(ready=0, delayed=0, updated_at=now)
+    logger.info("purged %d waiting job(s) of queue %r", count, queue)
+    return count
