@@ -1,8 +1,9 @@
 """Root fixtures: a real redis-server for the session, per-test key prefixes, brokers.
 
-``broker`` is parametrised over the in-memory and the Redis broker, for contract tests. Redis
-tests use the system's redis-server (or the embedded one, see ``tests/redis_server.py``); each
-test gets its own key prefix, so tests never see each other's keys.
+``contract_broker`` is parametrised over the in-memory and the Redis broker (contract tests;
+``tests/engine/conftest.py`` already names its in-memory fixture ``broker``). Redis tests use the
+system's redis-server (or the embedded one, see ``tests/redis_server.py``); each test gets its
+own key prefix, so tests never see each other's keys.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ async def redis_broker(
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def broker(
+async def contract_broker(
     request: pytest.FixtureRequest, redis_url: str, key_prefix: str, redis_client: redis.Redis
 ) -> AsyncIterator[MessageBroker]:
     """Each contract test runs once per broker."""
