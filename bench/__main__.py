@@ -1,0 +1,189 @@
+"""``python -m bench``: run repid_django and its peers side by side and print a table."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import venvs
+from .extras import run_extras
+from .libraries import BY_NAME, LIBRARIES, OURS
+from .phases import Target
+from .redis_server import RedisServer, ceiling
+from .report import extras_table, main_table, ratios
+from .suite import run_library
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--small", action="store_true", help="1 run, 2,000 jobs (a smoke test)")
+    p.add_argument(
+        "--only",
+        default="",
+        help="comma-separated libraries: " + ",".join(lib.name for lib in LIBRARIES),
+    )
+    p.add_argument("--runs", type=int, default=None, help="runs per library (median; default 3)")
+    p.add_argument("--jobs", type=int, default=None, help="jobs per phase (default 10,000)")
+    p.add_argument("--latency", type=int, default=None, help="round trips measured (default 200)")
+    p.add_argument("--no-extras", action="store_true", help="skip the repid_django-only scenarios")
+    p.add_argument(
+        "--mirror",
+        action="store_true",
+        help="also measure the ORM mirror on (needs the Django app)",
+    )
+    args = p.parse_args(argv)
+    args.runs = args.runs or (1 if args.small else 3)
+    args.jobs = args.jobs or (2_000 if args.small else 10_000)
+    args.latency = args.latency or (30 if args.small else 200)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or [x.name for x in LIBRARIES]
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        p.error(f"unknown library {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
+    args.names = names
+    return args
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+
+
+def our_version() -> str:
+    import repid_django
+
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        rev = ""
+    return f"{repid_django.__version__} ({rev})" if rev else repid_django.__version__
+
+
+def prepare(name: str, logs: Path, say: Any) -> tuple[str, str]:
+    """(python, version) for one library; creates its venv on first use."""
+    if name == OURS:
+        return sys.executable, our_version()
+    say(f"{name}: preparing bench/.venvs/{name}")
+    python = venvs.ensure(name, logs / f"{name}.venv.log")
+    return python, venvs.pins(name).get(BY_NAME[name].dist, "?")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    logs = RESULTS / "logs" / stamp
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    redis, ctl = RedisServer(), RedisServer()
+    rows: list[dict[str, Any]] = []
+    extras: list[dict[str, Any]] = []
+    try:
+        say(f"redis-server {redis.version} ({redis.binary}) on port {redis.port}")
+        ceil = ceiling(redis, 100_000)
+        say(f"ceiling: {ceil['set_per_s']:,.0f} SET/s single client ({ceil['tool']})")
+        for name in args.names:
+            lib = BY_NAME[name]
+            row: dict[str, Any] = {
+                "name": name,
+                "version": "?",
+                "ack": lib.ack,
+                "results": lib.results,
+                "concurrency": lib.concurrency,
+            }
+            try:
+                python, row["version"] = prepare(name, logs, say)
+            except Exception as exc:
+                row.update(ok=False, errors=[f"venv: {type(exc).__name__}: {exc}"])
+                rows.append(row)
+                say(f"{name}: FAILED to prepare: {exc}")
+                continue
+            say(f"{name} {row['version']}: {args.runs} run(s) of {args.jobs:,} jobs")
+            target = Target(name, python, redis, ctl, logs / f"{name}.log")
+            row.update(run_library(target, lib, args.jobs, args.latency, args.runs, say))
+            rows.append(row)
+            if name == OURS and not args.no_extras:
+                say(f"{name}: extra scenarios")
+                extras = run_extras(target, args.jobs, say, mirror=args.mirror)
+    finally:
+        redis.stop()
+        ctl.stop()
+
+    when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    info = machine()
+    cmd = "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = [
+        f"Run {when} on {info['cpu']} ({info['cores']} cores), Python {info['python']}, "
+        f"redis-server {redis.version}; `{cmd.strip()}`; {args.runs} run(s) (median), "
+        f"{args.jobs:,} no-op jobs per phase, {args.latency} round trips.",
+        f"Raw ceiling: {ceil['set_per_s']:,.0f} SET/s single client unpipelined "
+        f"({ceil['tool']}); {_fmt(ceil.get('set_per_s_pipelined_100'))} SET/s with "
+        "pipelines of 100.",
+        "",
+        main_table(rows),
+    ]
+    if extras:
+        text += ["", extras_table(extras)]
+    note = ratios(rows, ceil, OURS)
+    if note:
+        text += ["", "repid_django against the best peer:", note]
+    table = "\n".join(text)
+    print(table)
+
+    record = {
+        "date": when,
+        "command": cmd.strip(),
+        "machine": info,
+        "redis": redis.version,
+        "ceiling": ceil,
+        "runs": args.runs,
+        "jobs": args.jobs,
+        "latency_k": args.latency,
+        "libraries": rows,
+        "extras": extras,
+    }
+    out = RESULTS / f"{stamp}.json"
+    out.write_text(json.dumps(record, indent=1, default=str))
+    if not args.small and args.only == "":
+        (RESULTS / "latest.md").write_text(table + "\n")
+    say(f"results: {out.relative_to(HERE.parent)} (logs in {logs.relative_to(HERE.parent)})")
+
+    ours_failed = any(r["name"] == OURS and not r["ok"] for r in rows)
+    return 1 if ours_failed or any(not e["ok"] for e in extras) else 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

