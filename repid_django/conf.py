@@ -26,12 +26,14 @@ Key                        Default            Meaning
 ``MAX_LOST``               ``3``              lost leases before a job is dead-lettered
                                               as ``worker_lost``
 ``MAX_MESSAGE_SIZE``       ``524288``         bytes; bigger jobs are refused at enqueue
-``RESULT_TTL``             ``86400.0``        seconds results are kept (``None``: forever)
+``RESULT_TTL``             ``86400.0``        seconds results are kept (when the job
+                                              does not say)
 ``MIRROR``                 ``True``           write jobs, dead letters, workers and queue
                                               depths to the ORM (the admin reads them)
 ``MIRROR_FLUSH_INTERVAL``  ``1.0``            seconds between mirror batches
-``EMBEDDED_DIR``           ``None``           folder of the embedded Redis
-                                              (``None``: ``BASE_DIR / ".repid"``)
+``EMBEDDED_DIR``           ``None``           folder whose ``.repid/`` holds the embedded
+                                              Redis (``None``: ``BASE_DIR``, else the
+                                              current directory)
 =========================  =================  ===============================================
 
 A bad value raises :class:`~django.core.exceptions.ImproperlyConfigured` naming the key and the
@@ -86,7 +88,7 @@ class RepidSettings:
     reaper_interval: float
     max_lost: int
     max_message_size: int
-    result_ttl: float | None
+    result_ttl: float
     mirror: bool
     mirror_flush_interval: float
     embedded_dir: Path
@@ -117,7 +119,7 @@ def _env_value(key: str, raw: str) -> Any:
 
     env = environ.Env()
     name = ENV_PREFIX + key
-    if key in ("BROKER_URL", "EMBEDDED_DIR", "RESULT_TTL") and raw.strip().lower() in (
+    if key in ("BROKER_URL", "EMBEDDED_DIR") and raw.strip().lower() in (
         "",
         "none",
         "null",
@@ -201,13 +203,13 @@ def _prefix(value: Any, from_env: bool) -> str:
 def _dir(value: Any, from_env: bool) -> Path:
     if value is None:
         base = getattr(_django_settings(), "BASE_DIR", None)
-        return Path(base if base is not None else os.getcwd()) / ".repid"
+        return Path(base if base is not None else os.getcwd())
     if not isinstance(value, str | os.PathLike):
         raise SettingError(
             "EMBEDDED_DIR",
             _source("EMBEDDED_DIR", from_env),
             f"{value!r} is not a path",
-            "Use a folder path (str or pathlib.Path), or None for BASE_DIR / '.repid'.",
+            "Use a folder path (str or pathlib.Path), or None for BASE_DIR.",
         )
     return Path(value)
 
@@ -261,7 +263,6 @@ def load() -> RepidSettings:
     def num(key: str, *, integer: bool = False, minimum: float = 0, zero: bool = False) -> float:
         return _number(key, raw[key], key in env, integer=integer, minimum=minimum, allow_zero=zero)
 
-    result_ttl = None if raw["RESULT_TTL"] is None else num("RESULT_TTL")
     settings = RepidSettings(
         broker_url=_broker_url(raw["BROKER_URL"], "BROKER_URL" in env),
         prefix=_prefix(raw["PREFIX"], "PREFIX" in env),
@@ -272,7 +273,7 @@ def load() -> RepidSettings:
         reaper_interval=num("REAPER_INTERVAL"),
         max_lost=int(num("MAX_LOST", integer=True, minimum=1)),
         max_message_size=int(num("MAX_MESSAGE_SIZE", integer=True, minimum=64)),
-        result_ttl=result_ttl,
+        result_ttl=num("RESULT_TTL"),
         mirror=_mirror(raw["MIRROR"], "MIRROR" in env),
         mirror_flush_interval=num("MIRROR_FLUSH_INTERVAL"),
         embedded_dir=_dir(raw["EMBEDDED_DIR"], "EMBEDDED_DIR" in env),

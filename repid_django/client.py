@@ -1,0 +1,85 @@
+"""The process's default connection, built from ``settings.REPID``.
+
+``AppConfig.ready()`` calls :func:`install`, which makes the connection the engine's process-wide
+default, so ``Job(...).enqueue()`` in a view needs no ``app.magic()``. Nothing connects then: the
+connection opens on first use (a sync view's first enqueue opens it on the engine's portal
+thread, and every later one reuses that one pooled connection). Changing ``REPID`` with
+``override_settings`` (tests) rebuilds it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+
+from . import conf
+from .engine.brokers.redis import RedisMessageBroker
+from .engine.connection import Connection, set_default_connection
+
+_lock = threading.Lock()
+_connection: Connection | None = None
+
+
+def build_broker(settings: conf.RepidSettings | None = None) -> RedisMessageBroker:
+    """A Redis broker configured from the settings (not connected)."""
+    s = settings or conf.get_settings()
+    try:
+        return RedisMessageBroker(
+            s.broker_url,
+            prefix=s.prefix,
+            lease_ttl=s.lease_ttl,
+            reaper_interval=s.reaper_interval,
+            max_lost=s.max_lost,
+            max_message_size=s.max_message_size,
+            result_ttl=s.result_ttl,
+            embedded_dir=s.embedded_dir,
+        )
+    except ValueError as exc:
+        raise conf.SettingError(
+            "BROKER_URL", "REPID['BROKER_URL']", str(exc), "Fix the URL or its options."
+        ) from None
+
+
+def build_connection(settings: conf.RepidSettings | None = None) -> Connection:
+    """A new connection from the settings (not connected)."""
+    return Connection(build_broker(settings))
+
+
+def install() -> Connection:
+    """Build the default connection and hand it to the engine (idempotent)."""
+    global _connection  # noqa: PLW0603 - the process's one default connection
+    with _lock:
+        if _connection is None:
+            _connection = build_connection()
+            set_default_connection(_connection)
+        return _connection
+
+
+def get_default_connection() -> Connection:
+    """The process's default connection (installed on first use if needed)."""
+    return _connection or install()
+
+
+def reset() -> None:
+    """Close the default connection and forget it; the next use builds a new one."""
+    global _connection
+    with _lock:
+        old, _connection = _connection, None
+        set_default_connection(None)
+    if old is not None:
+        old.close()
+
+
+def _rebuild() -> None:
+    reset()
+    install()
+
+
+conf.on_change(_rebuild)
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    connection = _connection
+    if connection is not None:
+        connection.close()

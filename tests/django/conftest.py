@@ -1,0 +1,50 @@
+"""Fixtures of the Django tests: a real redis-server, one key prefix per test, a worker.
+
+Every test points ``REPID`` at the session's redis-server (``tests/conftest.py``) with its own
+key prefix, so tests never see each other's jobs; ``REPID_*`` variables of the environment are
+removed so that they cannot change what a test configures.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.core.management import call_command
+
+from repid_django import conf
+
+Settings = Any
+
+
+@pytest.fixture(autouse=True)
+def repid_settings(
+    settings: Settings,
+    redis_url: str,
+    key_prefix: str,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[dict[str, Any]]:
+    for name in list(os.environ):
+        if name.startswith(conf.ENV_PREFIX):
+            monkeypatch.delenv(name)
+    settings.REPID = {**settings.REPID, "BROKER_URL": redis_url, "PREFIX": key_prefix}
+    yield settings.REPID
+    conf.reset()
+
+
+@pytest.fixture
+def run_worker() -> Callable[..., str]:
+    """Run ``manage.py runworker --burst`` in this process; returns what it wrote to stderr."""
+
+    def run(*args: str) -> str:
+        from io import StringIO
+
+        err = StringIO()
+        call_command("runworker", "--burst", "--no-reload", *args, stderr=err)
+        return err.getvalue()
+
+    return run
