@@ -7,6 +7,7 @@ enough to look. Operations are POST only with CSRF, see :mod:`repid_django.admin
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -90,11 +91,12 @@ def _op(model_name: str, kind: str, pk: object, label: str, style: str = "") -> 
 @admin.register(JobRecord)
 class JobRecordAdmin(ConsoleAdmin):
     list_display = (
-        "job_id",
+        "short_job_id",
         "actor",
         "queue",
         "status_badge",
         "attempts",
+        "outcome",
         "enqueued_at",
         "took",
         "updated_at",
@@ -129,6 +131,19 @@ class JobRecordAdmin(ConsoleAdmin):
         if obj.status in (JobStatus.QUEUED, JobStatus.RETRYING):
             found.append(_op("jobrecord", "cancel", obj.pk, "Cancel this job", "danger"))
         return found
+
+    @admin.display(description="job id", ordering="job_id")
+    def short_job_id(self, obj: JobRecord) -> str:
+        return show.short_id(obj.job_id)
+
+    @admin.display(description="result or error")
+    def outcome(self, obj: JobRecord) -> str:
+        if obj.error:
+            return show.error_summary(obj.error, 80)
+        if obj.result is None:
+            return "-"
+        text = json.dumps(obj.result, ensure_ascii=False, default=str)
+        return text if len(text) <= 80 else text[:79] + "…"
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: JobRecord) -> SafeString:
@@ -182,7 +197,16 @@ class DeadLetterStateFilter(admin.SimpleListFilter):
 
 @admin.register(DeadLetterRecord)
 class DeadLetterRecordAdmin(ConsoleAdmin):
-    list_display = ("job_id", "actor", "queue", "reason", "attempts", "failed_at", "state", "job")
+    list_display = (
+        "short_job_id",
+        "actor",
+        "queue",
+        "reason",
+        "error_line",
+        "attempts",
+        "failed_at",
+        "state",
+    )
     list_filter = (DeadLetterStateFilter, "reason", "queue", "actor", "failed_at")
     search_fields = ("=job_id", "^job_id", "^actor")
     search_help_text = "Search by job id (or its beginning) or by actor name."
@@ -213,6 +237,14 @@ class DeadLetterRecordAdmin(ConsoleAdmin):
             _op("deadletterrecord", "requeue", obj.pk, "Requeue this job"),
             _op("deadletterrecord", "purge", obj.pk, "Delete from the broker", "danger"),
         ]
+
+    @admin.display(description="job id", ordering="job_id")
+    def short_job_id(self, obj: DeadLetterRecord) -> str:
+        return show.short_id(obj.job_id)
+
+    @admin.display(description="error")
+    def error_line(self, obj: DeadLetterRecord) -> str:
+        return show.error_summary(obj.error, 80) or "-"
 
     @admin.display(description="state")
     def state(self, obj: DeadLetterRecord) -> SafeString:

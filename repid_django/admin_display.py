@@ -43,6 +43,19 @@ def pre(text: str | None) -> SafeString:
     return format_html('<pre class="repid-pre repid-traceback">{}</pre>', text)
 
 
+def error_summary(text: str | None, limit: int = 120) -> str:
+    """The last line of a traceback (the exception and its message), shortened."""
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    return last if len(last) <= limit else last[: limit - 1] + "…"
+
+
+def short_id(job_id: str) -> str:
+    return job_id if len(job_id) <= 14 else job_id[:12] + "…"
+
+
 def badge(label: str, tone: str) -> SafeString:
     """A coloured label; ``tone`` is one of grey, blue, amber, green, red, purple."""
     return format_html('<span class="repid-badge repid-{}">{}</span>', tone, label)

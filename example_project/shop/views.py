@@ -83,8 +83,20 @@ def jobs(request: HttpRequest) -> HttpResponse:
         request,
         "shop/jobs.html",
         {
-            "jobs": JobRecord.objects.order_by("-updated_at")[:30],
-            "dead": DeadLetterRecord.objects.filter(requeued_at=None, purged_at=None)[:10],
+            "jobs": [
+                (job, _last_line(job.error))
+                for job in JobRecord.objects.order_by("-updated_at")[:30]
+            ],
+            "dead": [
+                (letter, _last_line(letter.error))
+                for letter in DeadLetterRecord.objects.filter(requeued_at=None, purged_at=None)[:10]
+            ],
             "orders": Order.objects.all()[:10],
         },
     )
+
+
+def _last_line(text: str) -> str:
+    """The exception line of a traceback."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""

@@ -10,7 +10,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from .. import ops
-from ..admin_display import STATUS_TONES, age
+from ..admin_display import STATUS_TONES, age, error_summary
 from ..engine.brokers.redis_url import redact_url
 from ..models import DeadLetterRecord, JobRecord, JobStatus, WorkerRecord
 
@@ -60,7 +60,10 @@ def repid_dashboard(context: template.Context) -> dict[str, Any]:
         }
         for status in JobStatus
     ]
-    failures = DeadLetterRecord.objects.filter(requeued_at=None, purged_at=None)[:5]
+    failures = [
+        {"record": record, "summary": error_summary(record.error, 100)}
+        for record in DeadLetterRecord.objects.filter(requeued_at=None, purged_at=None)[:5]
+    ]
     return {
         "request": request,
         "queues": depths,
@@ -69,6 +72,6 @@ def repid_dashboard(context: template.Context) -> dict[str, Any]:
         "workers": workers,
         "workers_alive": sum(1 for worker in workers if worker["alive"]),
         "statuses": statuses,
-        "failures": list(failures),
+        "failures": failures,
         "can_manage": can_manage(request),
     }

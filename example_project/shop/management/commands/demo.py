@@ -47,6 +47,10 @@ def _answers(url: str) -> bool:
         client.close()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = (
         "Run the example site and a worker on the embedded Redis: migrate, create the demo "
@@ -85,6 +89,8 @@ class Command(BaseCommand):
         env.setdefault("PYTHONUNBUFFERED", "1")
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         children: dict[str, subprocess.Popen[bytes]] = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a plain `kill`
+            signal.signal(signum, _interrupt)
         try:
             children["worker"] = self._spawn(
                 [sys.executable, manage, "runworker", "--no-reload", "-v", "1"], env
@@ -209,6 +215,7 @@ class Command(BaseCommand):
             time.sleep(0.5)
 
     def _stop(self, children: dict[str, subprocess.Popen[bytes]]) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan them
         for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
