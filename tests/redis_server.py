@@ -65,6 +65,7 @@ class RedisServer:
         appendonly: bool = False,
         directory: str | None = None,
         extra: list[str] | None = None,
+        password: str | None = None,
     ) -> None:
         self.binary = binary or test_binary()
         self.directory = Path(directory or tempfile.mkdtemp(prefix="repid-redis-"))
@@ -73,6 +74,9 @@ class RedisServer:
         self.socket = str(self.directory / "redis.sock")
         self.appendonly = appendonly
         self.extra = extra or []
+        self.password = password
+        if password:
+            self.extra += ["--requirepass", password]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,8 +85,8 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         if self.unix:
-            return redis.Redis(unix_socket_path=self.socket)
-        return redis.Redis(host="127.0.0.1", port=self.port)
+            return redis.Redis(unix_socket_path=self.socket, password=self.password)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
 
     def version(self) -> str:
         with self.client() as client:

@@ -44,6 +44,9 @@ local function forget(base, id)
   redis.call('HDEL', base .. 'lost', id)
   redis.call('HDEL', base .. 'tokens', id)
   redis.call('ZREM', base .. 'leases', id)
+  if redis.call('HLEN', base .. 'msgs') == 0 then
+    redis.call('DEL', base .. 'seq', base .. 'wake') -- an empty queue leaves no key behind
+  end
 end
 
 local function drop_dead(base, ids)

@@ -1,0 +1,133 @@
+"""Leases on the Redis broker: fencing, the reaper's recovery bound, the heartbeat thread and
+the ``worker_lost`` limit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+
+from repid_django.engine.brokers.base import DeadReason, Outcome, OutcomeKind
+from repid_django.engine.brokers.redis import RedisMessageBroker
+from repid_django.engine.results import JobResult
+
+from .broker_helpers import msg
+
+pytestmark = pytest.mark.redis
+LEASE_TTL = 1.0
+REAPER = 0.2
+
+BrokerFactory = Callable[..., Coroutine[Any, Any, RedisMessageBroker]]
+
+
+@pytest.fixture
+async def make(
+    redis_url: str, key_prefix: str, redis_client: redis.Redis
+) -> AsyncIterator[BrokerFactory]:
+    made: list[RedisMessageBroker] = []
+
+    async def factory(**options: Any) -> RedisMessageBroker:
+        options = {"lease_ttl": LEASE_TTL, "reaper_interval": REAPER, **options}
+        broker = RedisMessageBroker(redis_url, prefix=key_prefix, **options)
+        await broker.connect()
+        await broker.declare_queue("default")
+        made.append(broker)
+        return broker
+
+    yield factory
+    for broker in made:
+        await broker.disconnect()
+
+
+def result(job_id: str, data: object) -> JobResult:
+    now = datetime.now(UTC)
+    return JobResult(job_id, "act", True, data, None, now, now)
+
+
+async def test_job_of_a_dead_worker_runs_again_within_lease_ttl_plus_reaper(
+    make: BrokerFactory,
+) -> None:
+    dying, survivor = await make(), await make()
+    await dying.enqueue([msg("job")])
+    (held,) = await dying.claim(["default"], 1, 0)
+    await dying.disconnect()  # the heartbeat stops with it, like a SIGKILLed process
+    died_at = time.monotonic()
+    got = await survivor.claim(["default"], 1, 10.0)
+    recovery = time.monotonic() - died_at
+    assert [d.message.id for d in got] == ["job"]
+    assert got[0].lost == 1
+    assert recovery <= LEASE_TTL + REAPER + 0.5
+    assert got[0].token != held.token
+
+
+async def test_idle_workers_reap_through_the_keeper_thread(
+    make: BrokerFactory, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    dying, idle = await make(), await make()
+    await idle.claim(["default"], 1, 0)  # the idle one now watches the queue
+    await dying.enqueue([msg("job")])
+    await dying.claim(["default"], 1, 0)
+    await dying.disconnect()
+    ready = f"{key_prefix}:{{default}}:ready"
+    deadline = time.monotonic() + LEASE_TTL + REAPER + 2.0
+    while redis_client.zcard(ready) == 0:  # nobody claims: only the keeper thread can reap
+        assert time.monotonic() < deadline, "the lease keeper did not reap the expired lease"
+        time.sleep(0.02)  # noqa: ASYNC251 - nothing else should run meanwhile
+
+
+async def test_stale_worker_is_fenced_and_one_result_is_stored(make: BrokerFactory) -> None:
+    stale, fresh = await make(), await make()
+    await stale.enqueue([msg("job")])
+    (old,) = await stale.claim(["default"], 1, 0)
+    stale.keeper.release([("default", "job")])  # its heartbeat stalls, as in a frozen process
+    (new,) = await fresh.claim(["default"], 1, 10.0)
+    outcome = Outcome(old, OutcomeKind.ACK, result=result("job", "stale"))
+    assert await stale.finish([outcome]) == [False]
+    assert await fresh.get_result("job") is None
+    assert await fresh.finish([Outcome(new, OutcomeKind.ACK, result=result("job", "fresh"))]) == [
+        True
+    ]
+    stored = await fresh.get_result("job")
+    assert stored is not None
+    assert stored.data == "fresh"
+    assert await stale.finish([Outcome(old, OutcomeKind.DEAD, error="late")]) == [False]
+    assert await fresh.list_dead("default") == []
+
+
+async def test_heartbeat_survives_a_blocked_event_loop(make: BrokerFactory) -> None:
+    worker, other = await make(), await make()
+    await worker.enqueue([msg("job")])
+    (d,) = await worker.claim(["default"], 1, 0)
+    # An actor that blocks the event loop for longer than the lease:
+    time.sleep(LEASE_TTL * 2.5)  # noqa: ASYNC251
+    assert await other.claim(["default"], 1, 0) == []
+    assert (await other.queue_stats("default")).running == 1
+    assert await worker.finish([Outcome(d, OutcomeKind.ACK)]) == [True]
+
+
+async def test_worker_lost_after_max_lost_expired_leases(make: BrokerFactory) -> None:
+    producer = await make(max_lost=2)
+    await producer.enqueue([msg("killer"), msg("innocent")])
+    deliveries = 0
+    while True:
+        crashing = await make(max_lost=2)
+        got = await crashing.claim(["default"], 1, LEASE_TTL + REAPER + 1.5)
+        if not got:
+            break
+        if got[0].message.id == "innocent":
+            assert await crashing.finish([Outcome(got[0], OutcomeKind.ACK)]) == [True]
+            continue
+        deliveries += 1
+        await crashing.disconnect()  # dies while running it
+        assert deliveries <= 3
+    assert deliveries == 3
+    (dead,) = await producer.list_dead("default")
+    assert (dead.id, dead.reason) == ("killer", DeadReason.WORKER_LOST)
+    assert dead.error is not None
+    assert "3 times" in dead.error
+    stats = await producer.queue_stats("default")
+    assert (stats.ready, stats.running, stats.delayed) == (0, 0, 0)
