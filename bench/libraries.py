@@ -15,6 +15,7 @@ class Library:
     results: str  # what is stored after a job
     concurrency: str  # the worker as run here
     bulk: bool  # has a bulk enqueue API (measured as "enqueue-bulk")
+    scale: float = 1.0  # share of --jobs/--latency for the slowest workers (keeps runs short)
 
 
 LIBRARIES = [
@@ -35,7 +36,13 @@ LIBRARIES = [
         bulk=False,
     ),
     Library(
-        "arq", "arq", "ack after run", "kept 1 h (default)", "max_jobs 10, poll 0.5 s", bulk=False
+        "arq",
+        "arq",
+        "ack after run",
+        "kept 1 h (default)",
+        "max_jobs 10, poll 0.5 s",
+        bulk=False,
+        scale=0.2,
     ),
     Library(
         "rq",
@@ -44,6 +51,7 @@ LIBRARIES = [
         "kept 500 s (default)",
         "1 work-horse (fork per job)",
         bulk=True,
+        scale=0.2,
     ),
     Library("dramatiq", "dramatiq", "ack after run", "none (no backend)", "8 threads", bulk=False),
     Library(

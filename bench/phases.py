@@ -53,9 +53,18 @@ def enqueue(t: Target, n: int, *, bulk: bool = False, timeout: float = 120.0) ->
     return {
         "rate": n / elapsed,
         "elapsed": elapsed,
-        "cmds_per_job": sum(commands.values()) / n,
+        **per_job(commands, n),
         "commands": commands,
     }
+
+
+SCRIPTS = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro")
+
+
+def per_job(commands: dict[str, int], n: int) -> dict[str, float]:
+    """Commands per job (Lua scripts' inner commands included) and script calls per job."""
+    scripts = sum(commands.get(name, 0) for name in SCRIPTS)
+    return {"cmds_per_job": sum(commands.values()) / n, "scripts_per_job": scripts / n}
 
 
 def _progress(ctl: RedisServer) -> tuple[int, float, float]:
@@ -116,7 +125,7 @@ def work(
         "processed": done,
         "wall_with_startup": time.monotonic() - started,
         "rss_mb": rss / 2**20,
-        "cmds_per_job": sum(commands.values()) / n,
+        **per_job(commands, n),
         "commands": commands,
     }
 

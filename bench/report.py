@@ -13,18 +13,22 @@ def main_table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| library | version | ack / results | worker as run | enqueue/s | bulk enqueue/s "
         "| processed/s | latency p50 / p99 ms | worker peak RSS MB "
-        "| Redis cmds/job: enqueue / bulk / worker | status |"
+        "| Redis cmds/job: enqueue / bulk / worker | of which Lua script calls | status |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         status = "ok" if r["ok"] else "FAILED: " + "; ".join(r["errors"])[:160].replace("|", "/")
         cmds = " / ".join(_n(r.get(k), ".1f") for k in ("enqueue_cmds", "bulk_cmds", "work_cmds"))
+        scripts = " / ".join(
+            _n(r.get(k), ".2f") for k in ("enqueue_scripts", "bulk_scripts", "work_scripts")
+        )
+        run_as = r["concurrency"] + (f"; {r['jobs']:,} jobs" if r.get("jobs") else "")
         lat = f"{_n(r.get('p50_ms'), '.2f')} / {_n(r.get('p99_ms'), '.2f')}"
         lines.append(
             f"| {r['name']} | {r['version']} | {r['ack']}; results: {r['results']} "
-            f"| {r['concurrency']} | {_n(r.get('enqueue_rate'))} | {_n(r.get('bulk_rate'))} "
+            f"| {run_as} | {_n(r.get('enqueue_rate'))} | {_n(r.get('bulk_rate'))} "
             f"| {_n(r.get('work_rate'))} | {lat} | {_n(r.get('rss_mb'), '.0f')} | {cmds} "
-            f"| {status} |"
+            f"| {scripts} | {status} |"
         )
     return "\n".join(lines)
 

@@ -21,12 +21,16 @@ def one_run(t: Target, lib: Library, jobs: int, lat_k: int) -> dict[str, Any]:
     t.redis.flush()
     enq = phases.enqueue(t, jobs, timeout=60 + jobs / 100)
     out.update(
-        enqueue_rate=enq["rate"], enqueue_cmds=enq["cmds_per_job"], enqueue_commands=enq["commands"]
+        enqueue_rate=enq["rate"],
+        enqueue_cmds=enq["cmds_per_job"],
+        enqueue_scripts=enq["scripts_per_job"],
+        enqueue_commands=enq["commands"],
     )
     wrk = phases.work(t, jobs, timeout=60 + jobs / 50)
     out.update(
         work_rate=wrk["rate"],
         work_cmds=wrk["cmds_per_job"],
+        work_scripts=wrk["scripts_per_job"],
         rss_mb=wrk["rss_mb"],
         work_commands=wrk["commands"],
         work_wall=wrk["wall_with_startup"],
@@ -35,7 +39,10 @@ def one_run(t: Target, lib: Library, jobs: int, lat_k: int) -> dict[str, Any]:
         t.redis.flush()
         blk = phases.enqueue(t, jobs, bulk=True, timeout=60 + jobs / 100)
         out.update(
-            bulk_rate=blk["rate"], bulk_cmds=blk["cmds_per_job"], bulk_commands=blk["commands"]
+            bulk_rate=blk["rate"],
+            bulk_cmds=blk["cmds_per_job"],
+            bulk_scripts=blk["scripts_per_job"],
+            bulk_commands=blk["commands"],
         )
     t.redis.flush()
     lat = phases.latency(t, lat_k, timeout=60 + lat_k * 1.0)
@@ -54,6 +61,9 @@ KEYS = [
     "enqueue_cmds",
     "bulk_cmds",
     "work_cmds",
+    "enqueue_scripts",
+    "bulk_scripts",
+    "work_scripts",
 ]
 
 
@@ -61,6 +71,7 @@ def run_library(
     t: Target, lib: Library, jobs: int, lat_k: int, runs: int, say: Any
 ) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
+    jobs, lat_k = max(100, int(jobs * lib.scale)), max(20, int(lat_k * lib.scale))
     errors: list[str] = []
     for i in range(runs):
         try:
@@ -78,5 +89,5 @@ def run_library(
             f"rss {res['rss_mb']:.0f} MB"
         )
     summary: dict[str, Any] = {k: _median(results, k) for k in KEYS}
-    summary.update(runs=results, errors=errors, ok=bool(results) and not errors)
+    summary.update(runs=results, errors=errors, ok=bool(results) and not errors, jobs=jobs)
     return summary

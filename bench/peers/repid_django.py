@@ -1,0 +1,77 @@
+"""repid_django adapter (runs in the project venv): ``Worker`` with its defaults
+(concurrency 100, claims and completions in batches, lease kept by a heartbeat, results stored
+1 day).  Bulk: ``enqueue_many`` (one round trip).
+
+Scenarios (``--scenario``) for the engine-only measurements: ``noop`` (async no-op), ``sleep``
+(``await asyncio.sleep(0.01)``), ``sync`` (a plain ``def`` run in the worker's thread pool).
+``BENCH_MIRROR=1`` is the hook for the ORM mirror on/off measurement: it needs the Django app's
+mirror listener, which the adapter does not wire yet (it refuses rather than measure the wrong
+thing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from _common import COUNTER, alatency_loop, atimed_bulk, atimed_loop, parse_args
+
+from repid_django import Connection, Job, Queue, RedisMessageBroker, Repid, Router, Worker
+from repid_django import enqueue_many as _enqueue_many
+
+router = Router()
+
+
+def build(scenario: str) -> None:
+    if scenario == "sleep":
+
+        @router.actor(name="noop")
+        async def sleeper(x: int) -> None:
+            await asyncio.sleep(0.01)
+            COUNTER.hit()
+
+    elif scenario == "sync":
+
+        @router.actor(name="noop")
+        def sync_noop(x: int) -> None:
+            COUNTER.hit()
+
+    else:
+
+        @router.actor(name="noop")
+        async def noop(x: int) -> None:
+            COUNTER.hit()
+
+
+async def main() -> None:
+    args = parse_args()
+    if os.environ.get("BENCH_MIRROR") == "1":
+        raise SystemExit("ORM mirror measurement: not wired yet (needs the Django app's mirror)")
+    build(args.scenario)
+    app = Repid(Connection(RedisMessageBroker(args.redis)))
+    async with app.magic(auto_disconnect=True):
+        if args.mode == "work":
+            kwargs = {"concurrency": args.concurrency} if args.concurrency else {}
+            await Worker(routers=[router], **kwargs).run()
+            return
+        await Queue().declare()
+
+        async def one(i: int) -> None:
+            await Job("noop", args={"x": i}).enqueue()
+
+        async def many(n: int) -> None:
+            for start in range(0, n, 10_000):  # batches of 10,000 jobs, one round trip each
+                await _enqueue_many(
+                    [Job("noop", args={"x": i}) for i in range(start, min(n, start + 10_000))]
+                )
+
+        if args.mode == "enqueue":
+            await atimed_loop(args.n, one)
+        elif args.mode == "enqueue-bulk":
+            await atimed_bulk(args.n, many)
+        else:
+            await alatency_loop(args.n, one)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
