@@ -16,9 +16,9 @@ from . import venvs
 from .extras import run_extras
 from .libraries import BY_NAME, LIBRARIES, OURS
 from .phases import Target
-from .redis_server import RedisServer, ceiling
+from .redis_server import RedisServer, ceiling, median_ceiling
 from .report import extras_table, main_table, ratios
-from .suite import run_library
+from .suite import Entry
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -106,11 +106,11 @@ def main(argv: list[str] | None = None) -> int:
 
     redis, ctl = RedisServer(), RedisServer()
     rows: list[dict[str, Any]] = []
+    entries: list[Entry] = []
     extras: list[dict[str, Any]] = []
+    ceilings: list[dict[str, Any]] = []
     try:
         say(f"redis-server {redis.version} ({redis.binary}) on port {redis.port}")
-        ceil = ceiling(redis, 100_000)
-        say(f"ceiling: {ceil['set_per_s']:,.0f} SET/s single client ({ceil['tool']})")
         for name in args.names:
             lib = BY_NAME[name]
             row: dict[str, Any] = {
@@ -120,32 +120,41 @@ def main(argv: list[str] | None = None) -> int:
                 "results": lib.results,
                 "concurrency": lib.concurrency,
             }
+            rows.append(row)
             try:
                 python, row["version"] = prepare(name, logs, say)
             except Exception as exc:
                 row.update(ok=False, errors=[f"venv: {type(exc).__name__}: {exc}"])
-                rows.append(row)
                 say(f"{name}: FAILED to prepare: {exc}")
                 continue
-            say(f"{name} {row['version']}: {args.runs} run(s) of {args.jobs:,} jobs")
             target = Target(name, python, redis, ctl, logs / f"{name}.log")
-            row.update(run_library(target, lib, args.jobs, args.latency, args.runs, say))
-            rows.append(row)
-            if name == OURS and not args.no_extras:
-                say(f"{name}: extra scenarios")
-                extras = run_extras(target, args.jobs, say, mirror=args.mirror)
+            entries.append(Entry(target, lib, args.jobs, args.latency))
+        # Rounds: every library once per round, so that a slow spell of the machine spreads
+        # over all of them rather than hitting one library's runs.
+        for i in range(args.runs):
+            ceilings.append(ceiling(redis, 100_000))
+            say(f"round {i + 1}/{args.runs}: ceiling {ceilings[-1]['set_per_s']:,.0f} SET/s")
+            for entry in entries:
+                entry.run_once(say)
+        for entry in entries:
+            next(r for r in rows if r["name"] == entry.lib.name).update(entry.summary())
+        ours = next((e for e in entries if e.lib.name == OURS and not e.errors), None)
+        if ours is not None and not args.no_extras:
+            say(f"{OURS}: extra scenarios")
+            extras = run_extras(ours.target, args.jobs, say, mirror=args.mirror)
     finally:
         redis.stop()
         ctl.stop()
+    ceil = median_ceiling(ceilings)
 
     when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     info = machine()
     cmd = "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
     text = [
         f"Run {when} on {info['cpu']} ({info['cores']} cores), Python {info['python']}, "
-        f"redis-server {redis.version}; `{cmd.strip()}`; {args.runs} run(s) (median), "
+        f"redis-server {redis.version}; `{cmd.strip()}`; {args.runs} round(s) (median), "
         f"{args.jobs:,} no-op jobs per phase, {args.latency} round trips.",
-        f"Raw ceiling: {ceil['set_per_s']:,.0f} SET/s single client unpipelined "
+        f"Raw ceiling: {_fmt(ceil['set_per_s'])} SET/s single client unpipelined "
         f"({ceil['tool']}); {_fmt(ceil.get('set_per_s_pipelined_100'))} SET/s with "
         "pipelines of 100.",
         "",
@@ -177,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / "latest.md").write_text(table + "\n")
     say(f"results: {out.relative_to(HERE.parent)} (logs in {logs.relative_to(HERE.parent)})")
 
-    ours_failed = any(r["name"] == OURS and not r["ok"] for r in rows)
+    ours_failed = any(r["name"] == OURS and not r.get("ok") for r in rows)
     return 1 if ours_failed or any(not e["ok"] for e in extras) else 0
 
 

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -106,23 +107,34 @@ def ceiling(server: RedisServer, n: int) -> dict[str, object]:
     """Single-client unpipelined SET/s (redis-benchmark -c 1), and pipelined for scale."""
     tool = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
     if os.path.exists(tool):
-        out = {}
-        for label, extra in (("single", []), ("pipelined_100", ["-P", "100"])):
-            text = subprocess.run(
-                [tool, "-p", str(server.port), "-c", "1", "-n", str(n), "-t", "set", "-q", *extra],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=True,
-            ).stdout
-            match = re.search(r"SET: ([\d.]+) requests per second", text)
-            out[label] = float(match.group(1)) if match else None
-        server.flush()
-        return {
-            "tool": "redis-benchmark -c 1 -t set",
-            "set_per_s": out["single"],
-            "set_per_s_pipelined_100": out["pipelined_100"],
-        }
+        try:
+            return _redis_benchmark(server, tool, n)
+        except (subprocess.SubprocessError, OSError):
+            pass
+    return _redis_py_loop(server, n)
+
+
+def _redis_benchmark(server: RedisServer, tool: str, n: int) -> dict[str, object]:
+    out: dict[str, float | None] = {}
+    for label, extra in (("single", []), ("pipelined_100", ["-P", "100"])):
+        text = subprocess.run(
+            [tool, "-p", str(server.port), "-c", "1", "-n", str(n), "-t", "set", "-q", *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        ).stdout
+        match = re.search(r"SET: ([\d.]+) requests per second", text)
+        out[label] = float(match.group(1)) if match else None
+    server.flush()
+    return {
+        "tool": "redis-benchmark -c 1 -t set",
+        "set_per_s": out["single"],
+        "set_per_s_pipelined_100": out["pipelined_100"],
+    }
+
+
+def _redis_py_loop(server: RedisServer, n: int) -> dict[str, object]:
     client = redis.Redis(port=server.port)
     start = time.perf_counter()
     for i in range(n):
@@ -131,7 +143,19 @@ def ceiling(server: RedisServer, n: int) -> dict[str, object]:
     client.close()
     server.flush()
     return {
-        "tool": "redis-py loop (redis-benchmark not found)",
+        "tool": "redis-py SET loop (no usable redis-benchmark)",
         "set_per_s": n / elapsed,
         "set_per_s_pipelined_100": None,
     }
+
+
+def median_ceiling(ceilings: list[dict[str, object]]) -> dict[str, object]:
+    """The median of the ceilings measured once per round (and all of them)."""
+    if not ceilings:
+        return {"tool": "not measured", "set_per_s": None, "set_per_s_pipelined_100": None}
+    out = dict(ceilings[0])
+    for key in ("set_per_s", "set_per_s_pipelined_100"):
+        values = [c[key] for c in ceilings if isinstance(c.get(key), float | int)]
+        out[key] = statistics.median(values) if values else None  # type: ignore[arg-type]
+    out["all"] = [c.get("set_per_s") for c in ceilings]
+    return out

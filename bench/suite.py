@@ -1,4 +1,4 @@
-"""One library through all its phases, several runs, medians."""
+"""One library through all its phases; runs and medians."""
 
 from __future__ import annotations
 
@@ -67,27 +67,42 @@ KEYS = [
 ]
 
 
-def run_library(
-    t: Target, lib: Library, jobs: int, lat_k: int, runs: int, say: Any
-) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    jobs, lat_k = max(100, int(jobs * lib.scale)), max(20, int(lat_k * lib.scale))
-    errors: list[str] = []
-    for i in range(runs):
+class Entry:
+    """One library's runs so far; a library that fails once is not run again."""
+
+    def __init__(self, target: Target, lib: Library, jobs: int, lat_k: int) -> None:
+        self.target = target
+        self.lib = lib
+        self.jobs = max(100, int(jobs * lib.scale))
+        self.lat_k = max(20, int(lat_k * lib.scale))
+        self.results: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+
+    def run_once(self, say: Any) -> None:
+        if self.errors:
+            return
+        t, lib = self.target, self.lib
+        say(f"{lib.name}: run {len(self.results) + 1}, {self.jobs:,} jobs")
         try:
-            res = one_run(t, lib, jobs, lat_k)
+            res = one_run(t, lib, self.jobs, self.lat_k)
         except Exception as exc:  # a failing library is reported, the others go on
-            errors.append(f"{type(exc).__name__}: {exc}")
-            say(f"  run {i + 1}: FAILED {errors[-1]}")
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            say(f"  FAILED {self.errors[-1]}")
             (t.log.parent / f"{lib.name}.trace.txt").write_text(traceback.format_exc())
             t.redis.flush()
-            break
-        results.append(res)
+            return
+        self.results.append(res)
         say(
-            f"  run {i + 1}: enqueue {res['enqueue_rate']:,.0f}/s, work "
-            f"{res['work_rate']:,.0f}/s, p50 {res['p50_ms']:.2f} ms, "
-            f"rss {res['rss_mb']:.0f} MB"
+            f"  enqueue {res['enqueue_rate']:,.0f}/s, work {res['work_rate']:,.0f}/s, "
+            f"p50 {res['p50_ms']:.2f} ms, rss {res['rss_mb']:.0f} MB"
         )
-    summary: dict[str, Any] = {k: _median(results, k) for k in KEYS}
-    summary.update(runs=results, errors=errors, ok=bool(results) and not errors, jobs=jobs)
-    return summary
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: _median(self.results, k) for k in KEYS}
+        out.update(
+            runs=self.results,
+            errors=self.errors,
+            ok=bool(self.results) and not self.errors,
+            jobs=self.jobs,
+        )
+        return out
