@@ -19,5 +19,5 @@ class RepidConfig(AppConfig):
         del checks
         # The process's default connection: built now, opened on first use (nothing connects
         # here, so `migrate` or `check` never touch Redis).
-        client.install()
+        client.install_if_valid()
         discovery.autodiscover()

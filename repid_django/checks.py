@@ -124,8 +124,11 @@ def probe_redis(url: str, timeout: float = 3.0) -> list[Any]:
     try:
         client.ping()
         try:
-            config: dict[Any, Any] = dict(client.config_get("maxmemory-policy"))
-            policy = config.get(b"maxmemory-policy")
+            config = {
+                _text(key): _text(value)
+                for key, value in dict(client.config_get("maxmemory-policy")).items()
+            }
+            policy = config.get("maxmemory-policy")
         except redis.ResponseError:
             policy = None  # CONFIG is disabled (managed Redis): nothing to say
     except (redis.RedisError, OSError) as exc:
@@ -140,11 +143,11 @@ def probe_redis(url: str, timeout: float = 3.0) -> list[Any]:
         ]
     finally:
         client.close()
-    if policy is not None and policy != b"noeviction":
+    if policy is not None and policy != "noeviction":
         return [
             checks.Warning(
                 f"Redis at {redact_url(url)} has maxmemory-policy "
-                f"{policy.decode(errors='replace')!r}: under memory pressure it may evict "
+                f"{policy!r}: under memory pressure it may evict "
                 "queued jobs, leases and results.",
                 hint="Set 'maxmemory-policy noeviction' in redis.conf (or "
                 "CONFIG SET maxmemory-policy noeviction) and give Redis enough memory.",
@@ -152,3 +155,7 @@ def probe_redis(url: str, timeout: float = 3.0) -> list[Any]:
             )
         ]
     return []
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

@@ -10,12 +10,14 @@ thread, and every later one reuses that one pooled connection). Changing ``REPID
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 
 from . import conf
 from .engine.brokers.redis import RedisMessageBroker
 from .engine.connection import Connection, set_default_connection
 
+logger = logging.getLogger("repid_django")
 _lock = threading.Lock()
 _connection: Connection | None = None
 
@@ -70,9 +72,19 @@ def reset() -> None:
         old.close()
 
 
+def install_if_valid() -> Connection | None:
+    """:func:`install`, or ``None`` when the settings are invalid (``check`` reports them and
+    ``runworker`` refuses to start with the same message)."""
+    try:
+        return install()
+    except conf.SettingError as exc:
+        logger.error("repid_django is not configured: %s", exc)
+        return None
+
+
 def _rebuild() -> None:
     reset()
-    install()
+    install_if_valid()
 
 
 conf.on_change(_rebuild)

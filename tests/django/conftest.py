@@ -8,14 +8,14 @@ removed so that they cannot change what a test configures.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 from django.core.management import call_command
 
-from repid_django import conf
+from repid_django import Connection, conf, get_connection
 
 Settings = Any
 
@@ -48,3 +48,12 @@ def run_worker() -> Callable[..., str]:
         return err.getvalue()
 
     return run
+
+
+@pytest.fixture
+async def aconnection() -> AsyncIterator[Connection]:
+    """The default connection in async tests: it binds to the test's event loop, so it is
+    closed before that loop ends."""
+    connection = get_connection()
+    yield connection
+    await connection.disconnect()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
 
-SECRET_KEY = "tests-only-not-secret"  # noqa: S105
+SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 
@@ -63,6 +63,12 @@ DATABASES = {
         "NAME": _TEST_DB or str(BASE_DIR / "db.sqlite3"),
         "OPTIONS": {"timeout": 20},
         "TEST": {"NAME": _TEST_DB or str(BASE_DIR / f"test-{os.getpid()}.sqlite3")},
+    },
+    # A second alias, for enqueue-on-commit on the right database.
+    "other": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(BASE_DIR / "other.sqlite3"),
+        "TEST": {"NAME": str(BASE_DIR / f"test-other-{os.getpid()}.sqlite3")},
     },
 }
 

@@ -123,8 +123,8 @@ class Command(BaseCommand):
         return EXIT_OK
 
     def _build(self, options: dict[str, Any]) -> Worker:
-        from repid_django.mirror import ensure_mirror_tables
         from repid_django.client import build_connection
+        from repid_django.mirror import ensure_mirror_tables
         from repid_django.runtime import build_worker
 
         mirror = conf.get_settings().mirror if options["mirror"] is None else options["mirror"]
