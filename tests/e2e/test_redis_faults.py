@@ -1,0 +1,281 @@
+"""Fault injection with real worker processes and a real redis-server.
+
+Workers run ``tests/e2e/redis_worker.py`` in subprocesses; the tests SIGKILL, SIGTERM and starve
+them, kill Redis itself, and feed it poison, then check the delivery guarantees of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+import redis
+
+from repid_django.engine.brokers.redis import RedisMessageBroker
+from repid_django.engine.job import Job
+from repid_django.engine.priorities import PrioritiesT
+
+from ..redis_server import RedisServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("redis_worker.py")
+LEASE_TTL, REAPER = 2.0, 0.5
+
+
+class Workers:
+    """Spawns worker processes and kills what is left at the end."""
+
+    def __init__(self, url: str, prefix: str, tmp: Path) -> None:
+        self.url, self.prefix, self.tmp = url, prefix, tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[IO[bytes]] = []
+
+    def spawn(self, *options: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        self.logs.append(log)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        args = ["--lease-ttl", str(LEASE_TTL), "--reaper", str(REAPER), *options]
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), self.url, self.prefix, *args],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            cwd=ROOT,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"ready", "the worker did not start"
+        self.procs.append(proc)
+        return proc
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        for log in self.logs:
+            log.close()
+
+
+@pytest.fixture
+def workers(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(redis_url, key_prefix, tmp_path)
+    yield pool
+    pool.kill_all()
+
+
+def wait_for(condition: Callable[[], bool], within: float, what: str) -> float:
+    """Wait until ``condition()``; returns the seconds it took, fails after ``within``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > within:
+            pytest.fail(f"not within {within}s: {what}")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def enqueue(url: str, prefix: str, jobs: list[Job]) -> None:
+    asyncio.run(_enqueue(url, prefix, jobs))
+
+
+async def _enqueue(url: str, prefix: str, jobs: list[Job]) -> None:
+    broker = RedisMessageBroker(url, prefix=prefix)
+    await broker.connect()
+    try:
+        for start in range(0, len(jobs), 500):
+            batch = [job.to_message() for job in jobs[start : start + 500]]
+            assert all(await broker.enqueue(batch))
+    finally:
+        await broker.disconnect()
+
+
+class State:
+    """Reads the test's keys straight from Redis."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client, self.base = client, f"{prefix}:{{e2e}}:"
+
+    def runs(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.client.hgetall(self.base + "runs").items()}
+
+    def results(self) -> int:
+        return sum(1 for _ in self.client.scan_iter(match=self.base + "result:*", count=1000))
+
+    def sizes(self) -> tuple[int, int, int, int]:
+        c, b = self.client, self.base
+        return (
+            c.zcard(b + "ready"),
+            c.zcard(b + "delayed"),
+            c.zcard(b + "leases"),
+            c.hlen(b + "msgs"),
+        )
+
+    def dead(self) -> int:
+        return int(self.client.zcard(self.base + "dead"))
+
+
+def records(count: int, seconds: float = 0.0, retries: int = 0) -> list[Job]:
+    if seconds:
+        return [
+            Job("slow", queue="e2e", args={"n": i, "seconds": seconds}, retries=retries)
+            for i in range(count)
+        ]
+    return [Job("record", queue="e2e", args={"n": i}, retries=retries) for i in range(count)]
+
+
+def test_sigkilled_workers_lose_nothing_and_store_one_result_per_job(
+    workers: Workers, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    total = 3000
+    enqueue(workers.url, key_prefix, records(total, seconds=0.05))
+    state = State(redis_client, key_prefix)
+    rng = random.Random()
+    kills = 0
+    proc = workers.spawn("--concurrency", "40")
+    while kills < 5 and len(state.runs()) < total * 0.8:
+        time.sleep(rng.uniform(0.2, 1.0))  # a random moment to kill at
+        proc.kill()
+        proc.wait(10)
+        kills += 1
+        proc = workers.spawn("--concurrency", "40")
+    wait_for(lambda: state.results() == total and state.sizes() == (0, 0, 0, 0), 90, "all jobs")
+    runs = state.runs()
+    assert sorted(map(int, runs)) == list(range(total))  # every job ran at least once
+    duplicates = sum(runs.values()) - total
+    print(f"\nkill test: {kills} SIGKILLs, {duplicates} duplicate runs of {total} jobs")
+    assert kills >= 3
+    assert state.dead() == 0
+
+
+def test_recovery_after_sigkill_is_bounded(
+    workers: Workers, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    state = State(redis_client, key_prefix)
+    victim = workers.spawn()
+    enqueue(workers.url, key_prefix, [Job("slow", queue="e2e", args={"n": 1, "seconds": 30})])
+    wait_for(lambda: state.runs().get("1") == 1, 10, "the job started")
+    survivor = workers.spawn()
+    victim.kill()
+    victim.wait(10)
+    recovery = wait_for(lambda: state.runs().get("1") == 2, LEASE_TTL + REAPER + 5, "the rerun")
+    print(f"\nrecovery after SIGKILL: {recovery:.2f}s (lease_ttl {LEASE_TTL}s, reaper {REAPER}s)")
+    assert recovery <= LEASE_TTL + REAPER + 1.0
+    assert survivor.poll() is None
+
+
+def test_blocked_event_loop_does_not_lose_its_lease(
+    workers: Workers, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    state = State(redis_client, key_prefix)
+    options = ("--lease-ttl", "1.0", "--reaper", "0.2", "--concurrency", "4")
+    workers.spawn(*options)
+    workers.spawn(*options)
+    blocker = Job("block", queue="e2e", args={"n": 0, "seconds": 3.5})
+    enqueue(workers.url, key_prefix, [blocker, *records(40)[1:]])
+    wait_for(lambda: state.results() == 40 and state.sizes() == (0, 0, 0, 0), 30, "all jobs")
+    assert state.runs()["0"] == 1  # the heartbeat thread kept the lease: no second copy
+    assert len(state.runs()) == 40
+
+
+def test_self_killing_actor_ends_as_worker_lost(
+    workers: Workers, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    state = State(redis_client, key_prefix)
+    enqueue(workers.url, key_prefix, [Job("suicide", queue="e2e"), *records(100)])
+    # One job at a time: a process that dies takes only the lease of the job it runs.
+    options = ("--max-lost", "2", "--concurrency", "1", "--prefetch", "0")
+    deadline = time.monotonic() + 60
+    proc = workers.spawn(*options)
+    while state.dead() == 0 or proc.poll() is not None:
+        assert time.monotonic() < deadline, "the poison job was never dead-lettered"
+        if proc.poll() is not None:
+            proc = workers.spawn(*options)
+        time.sleep(0.05)
+    wait_for(lambda: state.results() == 100 and state.sizes() == (0, 0, 0, 0), 30, "the others")
+    assert state.runs()["suicide"] == 3  # max_lost + 1 deliveries, then dead
+    info = redis_client.hgetall(state.base + "dinfo")
+    assert len(info) == 1
+    assert b'"worker_lost"' in next(iter(info.values()))
+    assert all(state.runs()[str(i)] >= 1 for i in range(100))
+
+
+def test_poison_payloads_are_dead_lettered_and_the_worker_keeps_going(
+    workers: Workers, redis_client: redis.Redis, key_prefix: str, tmp_path: Path
+) -> None:
+    state = State(redis_client, key_prefix)
+    canary = tmp_path / "canary"
+
+    class Canary:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {canary}",))
+
+    proc = workers.spawn()
+    poison = [b"\xff\xfe\x00", b'{"v":1,"id":"x","act', b'{"v":1,"id":5}', b"[]"]
+    poison.append(pickle.dumps(Canary()))
+    for i, body in enumerate(poison):
+        redis_client.hset(state.base + "msgs", f"p{i}", body)
+        redis_client.zadd(state.base + "ready", {f"p{i}": 100 * 2**40 + i})
+        redis_client.lpush(state.base + "wake", "1")
+    enqueue(workers.url, key_prefix, records(50))
+    wait_for(lambda: state.results() == 50 and state.dead() == len(poison), 20, "all handled")
+    assert proc.poll() is None
+    assert not canary.exists()
+    assert all(b"decode_error" in v for v in redis_client.hvals(state.base + "dinfo"))
+
+
+def test_sigterm_finishes_running_and_returns_prefetched_at_once(
+    workers: Workers, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    state = State(redis_client, key_prefix)
+    proc = workers.spawn("--concurrency", "2", "--prefetch", "10", "--graceful", "10")
+    slow = [
+        Job("slow", queue="e2e", priority=PrioritiesT.HIGH, args={"n": 1000 + i, "seconds": 1.5})
+        for i in range(2)
+    ]
+    enqueue(workers.url, key_prefix, [*slow, *records(10)])
+    wait_for(lambda: state.runs().get("1000") == 1 and state.runs().get("1001") == 1, 10, "start")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert state.results() == 2  # the running ones finished
+    ready, delayed, running, _ = state.sizes()
+    assert (ready, delayed, running) == (10, 0, 0)  # prefetched ones are back, no lease wait
+    assert set(state.runs()) == {"1000", "1001"}
+    for body in redis_client.hvals(state.base + "msgs"):
+        assert b'"attempt":0' in body
+
+
+def test_redis_restart_under_load_loses_no_acknowledged_job(
+    key_prefix: str, tmp_path: Path
+) -> None:
+    server = RedisServer(appendonly=True, extra=["--appendfsync", "always"]).start()
+    pool = Workers(server.url, key_prefix, tmp_path)
+    client = server.client()
+    try:
+        state = State(client, key_prefix)
+        total = 2000
+        # Retries: an actor's own Redis calls fail while Redis is down, like any app's would.
+        enqueue(server.url, key_prefix, records(total, seconds=0.01, retries=5))
+        proc = pool.spawn("--concurrency", "20")
+        wait_for(lambda: len(state.runs()) > 300, 30, "work under way")
+        server.kill()  # a crash: only what the AOF holds survives
+        time.sleep(1.0)  # Redis stays down for a moment
+        server.start()
+        wait_for(lambda: state.results() == total and state.sizes() == (0, 0, 0, 0), 90, "all")
+        assert proc.poll() is None  # the worker reconnected by itself
+        assert sorted(map(int, state.runs())) == list(range(total))
+    finally:
+        pool.kill_all()
+        client.close()
+        server.cleanup()
