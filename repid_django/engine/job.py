@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from .connection import Call, Connection, run_anywhere
@@ -17,7 +17,9 @@ DEFAULT_TIMEOUT = timedelta(minutes=10)
 DEFAULT_RESULT_TTL = timedelta(days=1)
 
 
-def _seconds(value: timedelta | float | None, name: str, *, allow_zero: bool = False) -> float | None:
+def _seconds(
+    value: timedelta | float | None, name: str, *, allow_zero: bool = False
+) -> float | None:
     if value is None:
         return None
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
@@ -97,7 +99,9 @@ class Job:
         ):
             self.deferred_until = None if deferred_until is None else float(deferred_until)
         else:
-            raise TypeError(f"deferred_until must be a datetime or a timestamp, got {deferred_until!r}")
+            raise TypeError(
+                f"deferred_until must be a datetime or a timestamp, got {deferred_until!r}"
+            )
         self.deferred_by = _seconds(deferred_by, "deferred_by")
         self.ttl = _seconds(ttl, "ttl")
         self.store_result = bool(store_result)
@@ -117,13 +121,17 @@ class Job:
         """Build the next message of this job (checks the arguments: ``TypeError`` if not JSON)."""
         if self.args is not None:
             if isinstance(self.args, dict):
-                for key, value in self.args.items():
+                for key in self.args:
                     if not isinstance(key, str):
                         raise TypeError(f"args key {key!r} of job {self.name!r} must be a str")
-                    check_json(value, f"args[{key!r}] of job {self.name!r}")
-            else:
-                for index, value in enumerate(self.args):
-                    check_json(value, f"args[{index}] of job {self.name!r}")
+            items: Iterable[tuple[object, JSON]] = (
+                self.args.items() if isinstance(self.args, dict) else enumerate(self.args)
+            )
+            for place, value in items:
+                try:
+                    check_json(value, f"args[{place!r}]")
+                except TypeError as exc:
+                    raise TypeError(f"job {self.name!r}: {exc}") from None
         now = time.time() if now is None else now
         run_at = self.deferred_until
         if run_at is None and self.deferred_by is not None:

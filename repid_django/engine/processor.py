@@ -1,0 +1,257 @@
+"""Processing of one message: call its actor and turn what happened into an :class:`Outcome`.
+
+The worker loop (``runner.py``) decides *when* a message runs; this module decides *what* its
+run means: success (ACK, with a result), failure (RETRY after the actor's retry policy, or DEAD
+after the last try), timeout (a failure), or an unknown actor (REJECT back to the queue after a
+short, growing delay, then DEAD as ``unknown_actor``). Nothing here touches the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from typing import Any
+
+from .actor import Actor
+from .brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
+from .results import JobResult
+from .retry import default_retry_policy
+from .serializer import JSON, check_json, dumps, loads
+
+logger = logging.getLogger("repid_django.worker")
+
+MAX_ERROR_CHARS = 16_000
+"""Error texts (tracebacks) longer than this keep their head and their tail."""
+
+
+class _RemoteFailure(Exception):
+    """A failure reported by a child process; ``text`` is its formatted traceback."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def error_text(exc: BaseException) -> str:
+    """The exception with its traceback, bounded to :data:`MAX_ERROR_CHARS`."""
+    text = exc.text if isinstance(exc, _RemoteFailure) else "".join(traceback.format_exception(exc))
+    if len(text) > MAX_ERROR_CHARS:
+        half = MAX_ERROR_CHARS // 2
+        cut = len(text) - MAX_ERROR_CHARS
+        text = f"{text[:half]}\n[... {cut} characters cut ...]\n{text[-half:]}"
+    return text.rstrip("\n")
+
+
+def call_actor(fn: Callable[..., Any], args: JSON) -> Any:
+    """Call ``fn`` with JSON ``args``: a dict as keywords, a list as positionals, None as none."""
+    if args is None:
+        return fn()
+    if isinstance(args, dict):
+        return fn(**args)
+    return fn(*args)
+
+
+def run_in_child(fn: Callable[..., Any], payload: bytes, actor: str) -> tuple[bool, bytes | str]:
+    """Entry point in a pool process: only ``fn``'s reference and JSON cross the boundary.
+
+    Returns ``(True, json_of_return_value)`` or ``(False, traceback_text)``.
+    """
+    try:
+        value = call_actor(fn, loads(payload))
+        check_json(value, f"the return value of actor {actor!r}")
+        return True, dumps(value)
+    except Exception as exc:
+        return False, error_text(exc)
+
+
+def _stamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class Processor:
+    """Runs one delivery with its actor; shared by every job of a worker run.
+
+    ``thread_pool`` and ``process_pool`` are called (lazily) to get the executors for sync
+    actors. ``unknown_delay`` is the first back-off for a job whose actor is not known here
+    (doubled every time, capped at ``unknown_max_delay``); after ``unknown_max`` such returns
+    the job is dead-lettered as ``unknown_actor``.
+    """
+
+    __slots__ = (
+        "_known",
+        "_process_pool",
+        "_thread_pool",
+        "unknown_delay",
+        "unknown_max",
+        "unknown_max_delay",
+    )
+
+    def __init__(
+        self,
+        actors: Mapping[str, Actor],
+        thread_pool: Callable[[], Executor],
+        process_pool: Callable[[], Executor],
+        *,
+        unknown_delay: float = 1.0,
+        unknown_max: int = 5,
+        unknown_max_delay: float = 60.0,
+    ) -> None:
+        self._known = ", ".join(sorted(actors)) or "none"
+        self._thread_pool = thread_pool
+        self._process_pool = process_pool
+        self.unknown_delay = unknown_delay
+        self.unknown_max = unknown_max
+        self.unknown_max_delay = unknown_max_delay
+
+    async def process(self, delivery: Delivery, actor: Actor) -> Outcome:
+        """Run ``actor`` for ``delivery`` within its timeout; raises only ``CancelledError``."""
+        message = delivery.message
+        timeout = message.timeout
+        if actor.timeout is not None and actor.timeout < timeout:
+            timeout = actor.timeout
+        started = time.time()
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                value = await self._invoke(actor, message.args)
+            if message.store_result:
+                check_json(value, f"the return value of actor {actor.name!r}")
+        except TimeoutError as exc:
+            if deadline.expired():
+                error = (
+                    f"TimeoutError: actor {actor.name!r} ran longer than its timeout of "
+                    f"{timeout:g}s and was stopped"
+                )
+                return self._failed(delivery, actor, started, error, timed_out=True)
+            return self._failed(delivery, actor, started, error_text(exc))
+        except Exception as exc:
+            return self._failed(delivery, actor, started, error_text(exc))
+        result = None
+        if message.store_result:
+            result = JobResult(
+                job_id=message.id,
+                actor=message.actor,
+                success=True,
+                data=value,
+                exception=None,
+                started_when=_stamp(started),
+                finished_when=_stamp(time.time()),
+                attempt=message.attempt,
+            )
+        run_at = None if message.deferred_by is None else time.time() + message.deferred_by
+        return Outcome(delivery, OutcomeKind.ACK, result=result, run_at=run_at)
+
+    async def _invoke(self, actor: Actor, args: JSON) -> Any:
+        fn = actor.fn
+        if actor.is_async:
+            return await call_actor(fn, args)
+        loop = asyncio.get_running_loop()
+        if actor.run_in_process:
+            ok, payload = await loop.run_in_executor(
+                self._process_pool(), run_in_child, fn, dumps(args), actor.name
+            )
+            if not ok:
+                raise _RemoteFailure(str(payload))
+            return loads(payload)
+        value = await loop.run_in_executor(
+            self._thread_pool(), functools.partial(call_actor, fn, args)
+        )
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+
+    def _failed(
+        self,
+        delivery: Delivery,
+        actor: Actor,
+        started: float,
+        error: str,
+        *,
+        timed_out: bool = False,
+    ) -> Outcome:
+        message = delivery.message
+        now = time.time()
+        reason = DeadReason.TIMEOUT if timed_out else DeadReason.FAILED
+        if message.attempt < message.retries:
+            delay = self._retry_delay(actor, message.attempt + 1)
+            return Outcome(
+                delivery, OutcomeKind.RETRY, run_at=now + delay, reason=reason, error=error
+            )
+        return self._dead(delivery, reason, error, started, now, timed_out=timed_out)
+
+    @staticmethod
+    def _dead(
+        delivery: Delivery,
+        reason: DeadReason,
+        error: str,
+        started: float,
+        now: float,
+        *,
+        timed_out: bool = False,
+    ) -> Outcome:
+        message = delivery.message
+        result = None
+        if message.store_result:
+            result = JobResult(
+                job_id=message.id,
+                actor=message.actor,
+                success=False,
+                data=None,
+                exception=error,
+                started_when=_stamp(started),
+                finished_when=_stamp(now),
+                attempt=message.attempt,
+                timed_out=timed_out,
+            )
+        run_at = None if message.deferred_by is None else now + message.deferred_by
+        return Outcome(
+            delivery, OutcomeKind.DEAD, result=result, run_at=run_at, reason=reason, error=error
+        )
+
+    @staticmethod
+    def _retry_delay(actor: Actor, retry_number: int) -> float:
+        try:
+            delay = float(actor.retry_policy(retry_number))
+            if not math.isfinite(delay) or delay < 0:
+                raise ValueError(f"returned {delay!r}")
+        except Exception as exc:
+            logger.error(
+                "retry policy of actor %r failed for retry %d (%s); using the default policy",
+                actor.name,
+                retry_number,
+                exc,
+            )
+            delay = float(default_retry_policy(retry_number))
+        return delay
+
+    def unknown(self, delivery: Delivery) -> Outcome:
+        """The outcome for a job whose actor this worker does not have."""
+        message = delivery.message
+        now = time.time()
+        if message.unknown_count >= self.unknown_max:
+            error = (
+                f"no actor named {message.actor!r} was found by the workers that took this job "
+                f"({message.unknown_count + 1} times; this worker knows: {self._known}). "
+                "Register it with @router.actor on a worker that consumes queue "
+                f"{message.queue!r}, then requeue this dead letter"
+            )
+            return self._dead(delivery, DeadReason.UNKNOWN_ACTOR, error, now, now)
+        delay = min(self.unknown_delay * 2**message.unknown_count, self.unknown_max_delay)
+        logger.warning(
+            "no actor named %r on this worker (it knows: %s); job %s goes back to queue %r "
+            "for another worker, again in %.3gs",
+            message.actor,
+            self._known,
+            message.id,
+            message.queue,
+            delay,
+        )
+        return Outcome(delivery, OutcomeKind.REJECT, run_at=now + delay, count_unknown=True)
