@@ -94,7 +94,7 @@ def test_shortcut_enqueue_sends_checked_arguments() -> None:
 
 
 def test_shortcut_refuses_arguments_that_do_not_fit_before_sending() -> None:
-    with pytest.raises(TypeError, match="actor 'add'.*missing a required argument: 'b'"):
+    with pytest.raises(TypeError, match=r"actor 'add'.*missing a required argument: 'b'"):
         tasks.add.enqueue(1)
     with pytest.raises(TypeError, match="is not JSON"):
         tasks.sleepy.enqueue(seconds=object())  # type: ignore[arg-type]

@@ -104,6 +104,12 @@ class Command(BaseCommand):
             autoreload.run_with_reloader(self._reload_main, options)
             return
         code = self._run(options, handle_signals=True)
+        if self._stops > 1:
+            # Forced: do not wait for sync actors still running in threads (they cannot be
+            # cancelled; their jobs are already back in the queue).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         if code:
             sys.exit(code)
 
