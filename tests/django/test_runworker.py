@@ -73,9 +73,11 @@ def test_burst_in_process_runs_every_kind_of_actor(
     run_worker()
     assert sorted(Note.objects.values_list("tag", flat=True)) == ["async", "child", "sync"]
     result = added.result.value
-    assert result is not None and result.data == 5
+    assert result is not None
+    assert result.data == 5
     child_result = child.result.value
-    assert child_result is not None and child_result.success
+    assert child_result is not None
+    assert child_result.success
     assert child_result.data != os.getpid()  # ran in another process
     assert Queue("default").stats().value.ready == 0
     assert Queue("other").stats().value.ready == 0
@@ -120,7 +122,7 @@ def test_unreachable_broker_in_process_exits_69(settings: Any) -> None:
 def test_subprocess_burst_exits_0_with_jobs_done(redis_url: str, key_prefix: str) -> None:
     ids = [Job("record", args={"tag": f"p{i}"}).enqueue().value for i in range(20)]
     process = runworker(worker_env(redis_url, key_prefix), "--burst")
-    out, err = process.communicate(timeout=60)
+    _out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert Note.objects.filter(tag__startswith="p").count() == 20
     done = JobRecord.objects.filter(job_id__in=ids, status=JobStatus.SUCCEEDED).count()
@@ -156,7 +158,9 @@ def test_sigterm_drains_running_jobs_then_exits_0(redis_url: str, key_prefix: st
         process.kill()
     assert process.returncode == 0, err
     result = job.result.value
-    assert result is not None and result.success and result.data == 1.5
+    assert result is not None
+    assert result.success
+    assert result.data == 1.5
 
 
 def test_second_signal_forces_the_stop_and_returns_the_job(redis_url: str, key_prefix: str) -> None:
