@@ -27,24 +27,24 @@ def build(url: str, prefix: str) -> Router:
 
     @router.actor(queue="e2e")
     async def record(n: int) -> int:
-        await counter.hincrby(runs, str(n), 1)  # type: ignore[misc]
+        await counter.hincrby(runs, str(n), 1)
         return n
 
     @router.actor(queue="e2e")
     async def block(n: int, seconds: float) -> int:
-        await counter.hincrby(runs, str(n), 1)  # type: ignore[misc]
+        await counter.hincrby(runs, str(n), 1)
         time.sleep(seconds)  # noqa: ASYNC251 - the point: a misbehaving actor
         return n
 
     @router.actor(queue="e2e")
     async def slow(n: int, seconds: float) -> int:
-        await counter.hincrby(runs, str(n), 1)  # type: ignore[misc]
+        await counter.hincrby(runs, str(n), 1)
         await asyncio.sleep(seconds)
         return n
 
     @router.actor(queue="e2e")
     async def suicide() -> None:
-        await counter.hincrby(runs, "suicide", 1)  # type: ignore[misc]
+        await counter.hincrby(runs, "suicide", 1)
         os.kill(os.getpid(), signal.SIGKILL)
 
     return router

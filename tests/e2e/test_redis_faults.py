@@ -108,7 +108,8 @@ class State:
         self.client, self.base = client, f"{prefix}:{{e2e}}:"
 
     def runs(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.client.hgetall(self.base + "runs").items()}
+        found = self.client.hgetall(self.base + "runs")
+        return {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in found.items()}
 
     def results(self) -> int:
         return sum(1 for _ in self.client.scan_iter(match=self.base + "result:*", count=1000))

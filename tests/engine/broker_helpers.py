@@ -29,8 +29,8 @@ async def put_raw(broker: MessageBroker, queue: str, body: bytes) -> str:
     message_id = f"raw{next(_raw_ids)}"
     base = f"{broker.prefix}:{{{queue}}}:"
     client = broker.client
-    await client.hset(base + "msgs", message_id, body)  # type: ignore[misc]
-    await client.hset(base + "pri", message_id, 0)  # type: ignore[misc]
+    await client.hset(base + "msgs", message_id, body)
+    await client.hset(base + "pri", message_id, 0)
     await client.zadd(base + "ready", {message_id: 100 * 2**40 + next(_raw_ids)})
     return message_id
 

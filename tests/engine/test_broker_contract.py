@@ -211,3 +211,14 @@ async def test_cancel_flush_list_and_delete(b: MessageBroker) -> None:
     assert "default" in await b.list_queues()
     await b.delete_queue("other")
     assert "other" not in await b.list_queues()
+
+
+async def test_wake_claimers_ends_a_waiting_claim(b: MessageBroker) -> None:
+    wake = b.wake_claimers  # type: ignore[attr-defined]  # both brokers have it
+    task = asyncio.create_task(b.claim(["default"], 1, 30.0))
+    started = time.monotonic()
+    while not task.done():
+        assert time.monotonic() - started < 3.0, "the claim kept waiting after wake_claimers()"
+        wake()
+        await asyncio.sleep(0.02)
+    assert task.result() == []

@@ -38,13 +38,11 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from ..message import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -70,13 +68,12 @@ from .redis_keys import (
     wake_key,
 )
 from .redis_lease import LeaseKeeper
+from .redis_scripts import RETRYABLE, retrying
 from .redis_url import RedisOptions, redact_url
 
 __all__ = ["RedisMessageBroker", "redact_url"]
 
 log = logging.getLogger("repid_django.redis")
-T = TypeVar("T")
-RETRYABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
 DAY = 86_400.0
 
 
@@ -221,32 +218,10 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
     def _dead_ttl_ms(self) -> int:
         return int(self.dead_letter_ttl * 1000)
 
-    async def _retry(
+    async def _retry[T](
         self, what: str, call: Callable[[], Awaitable[T]], give_up: float | None = None
     ) -> T:
-        """``call()`` again with back-off while Redis is unreachable (``give_up``: seconds)."""
-        delay, failing_since = 0.05, 0.0
-        while True:
-            try:
-                result = await call()
-            except RETRYABLE as exc:
-                now = time.monotonic()
-                if not failing_since:
-                    failing_since = now
-                    log.warning(
-                        "Redis at %s unreachable during %s (%s); retrying", self.target, what, exc
-                    )
-                if give_up is not None and now - failing_since > give_up:
-                    raise ConnectionError(
-                        f"Redis at {self.target} unreachable for {give_up:.0f}s during {what}: "
-                        f"{exc}. Nothing was lost on the worker side; retry later."
-                    ) from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
-                continue
-            if failing_since:
-                log.warning("Redis at %s reachable again; %s resumed", self.target, what)
-            return result
+        return await retrying(what, call, self.target, self.max_backoff, give_up)
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await redis_scripts.run(self.client, name, keys, args)
@@ -311,22 +286,9 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         if len(groups) == 1 and not new_queues:
             ((queue, (_, args)),) = groups.items()
             return [await self._script("enqueue", [self._base(queue)], args)]
-        script = redis_scripts.script("enqueue")
-        for attempt in range(2):
-            async with self.client.pipeline(transaction=False) as pipe:
-                if new_queues:
-                    pipe.sadd(registry_key(self.prefix), *new_queues)
-                for queue, (_, args) in groups.items():
-                    pipe.evalsha(script.sha, 1, self._base(queue), *args)
-                replies = await pipe.execute(raise_on_error=False)
-            replies = replies[1 if new_queues else 0 :]
-            if not any(isinstance(r, NoScriptError) for r in replies) or attempt:
-                for reply in replies:
-                    if isinstance(reply, Exception):
-                        raise reply
-                return list(replies)
-            await self.client.script_load(script.source)
-        raise AssertionError("unreachable")  # pragma: no cover
+        calls = [([self._base(queue)], args) for queue, (_, args) in groups.items()]
+        register = (registry_key(self.prefix), new_queues)
+        return await redis_scripts.run_many(self.client, "enqueue", calls, register)
 
     async def claim(self, queues: Sequence[str], limit: int, wait: float) -> list[Delivery]:
         queue_list = list(queues)

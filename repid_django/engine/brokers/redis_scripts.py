@@ -8,7 +8,11 @@ repeated (a NOSCRIPT call changed nothing, so repeating it is safe).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -16,9 +20,14 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 LUA_DIR = Path(__file__).with_name("lua")
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+"""Errors of an unreachable, restarting (loading) or failing-over Redis: worth retrying."""
+log = logging.getLogger("repid_django.redis")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,5 +65,64 @@ def run_sync(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -
         return client.evalsha(s.sha, len(keys), *keys, *args)
 
 
-def is_noscript(reply: object) -> bool:
-    return isinstance(reply, NoScriptError)
+async def run_many(
+    client: aredis.Redis,
+    name: str,
+    calls: Sequence[tuple[list[str], list[Any]]],
+    register: tuple[str, list[str]] | None = None,
+) -> list[Any]:
+    """Run script ``name`` once per ``(keys, args)`` in one pipelined round trip.
+
+    ``register``: ``(set key, members)`` to SADD in the same round trip (when members exist).
+    """
+    s = script(name)
+    for attempt in range(2):
+        async with client.pipeline(transaction=False) as pipe:
+            skip = 0
+            if register is not None and register[1]:
+                pipe.sadd(register[0], *register[1])
+                skip = 1
+            for keys, args in calls:
+                pipe.evalsha(s.sha, len(keys), *keys, *args)
+            replies = (await pipe.execute(raise_on_error=False))[skip:]
+        if attempt or not any(isinstance(r, NoScriptError) for r in replies):
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return list(replies)
+        await client.script_load(s.source)  # NOSCRIPT replies changed nothing: run them again
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def retrying[T](
+    what: str,
+    call: Callable[[], Awaitable[T]],
+    target: str,
+    max_backoff: float,
+    give_up: float | None = None,
+) -> T:
+    """``call()`` again with back-off while Redis is unreachable; logs the outage once.
+
+    ``give_up``: seconds of failure after which a ``ConnectionError`` naming ``target`` (a
+    redacted URL) is raised; ``None``: never.
+    """
+    delay, failing_since = 0.05, 0.0
+    while True:
+        try:
+            result = await call()
+        except RETRYABLE as exc:
+            now = time.monotonic()
+            if not failing_since:
+                failing_since = now
+                log.warning("Redis at %s unreachable during %s (%s); retrying", target, what, exc)
+            if give_up is not None and now - failing_since > give_up:
+                raise ConnectionError(
+                    f"Redis at {target} unreachable for {give_up:.0f}s during {what}: {exc}. "
+                    "Check that Redis is running; retry later."
+                ) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff)
+            continue
+        if failing_since:
+            log.warning("Redis at %s reachable again; %s resumed", target, what)
+        return result
