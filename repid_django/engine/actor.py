@@ -35,6 +35,7 @@ class Actor:
     def build(
         cls,
         fn: Callable[..., Any],
+        *,
         name: str | None = None,
         queue: str = "default",
         run_in_process: bool = False,

@@ -18,7 +18,7 @@ import threading
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextvars import ContextVar
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from .brokers.base import MessageBroker, ResultBroker
 
@@ -50,7 +50,8 @@ class Connection:
     @property
     def results_apart(self) -> bool:
         """True when results go to a broker other than the message broker."""
-        return self.results_broker is not None and self.results_broker is not self.message_broker
+        results: object = self.results_broker
+        return results is not None and results is not self.message_broker
 
     @property
     def is_open(self) -> bool:
@@ -84,12 +85,12 @@ class Connection:
         with self._lock:
             if self._loop is loop:
                 return
-            if self._loop is not None and not self._loop.is_closed() and self._connected:
-                if self._loop.is_running():
-                    raise RuntimeError(
-                        "this Connection is open on another running event loop; "
-                        "use Connection.call() to reach it"
-                    )
+            old = self._loop
+            if old is not None and self._connected and not old.is_closed() and old.is_running():
+                raise RuntimeError(
+                    "this Connection is open on another running event loop; "
+                    "use Connection.call() to reach it"
+                )
             # The previous loop is gone (closed or stopped): its clients are unusable.
             self._loop = loop
             self._connected = False
@@ -208,7 +209,7 @@ def get_connection() -> Connection:
     return connection
 
 
-class Call(Generic[T]):
+class Call[T]:
     """The result of an engine call such as ``job.enqueue()`` or ``queue.declare()``.
 
     In async code, await it. In sync code (no running event loop in this thread) the call has
@@ -251,7 +252,7 @@ class Call(Generic[T]):
             )
 
 
-def run_anywhere(
+def run_anywhere[T](
     work: Callable[[Connection], Coroutine[Any, Any, T]], connection: Connection | None = None
 ) -> Call[T]:
     """Await-or-call helper behind ``job.enqueue()`` and friends (see :class:`Call`)."""

@@ -57,7 +57,7 @@ class Job:
         "ttl",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the seeds' signature
         self,
         name: str,
         queue: str | Queue = "default",
@@ -170,7 +170,7 @@ class Job:
 
     @property
     def result(self) -> Call[JobResult | None]:
-        """The stored result of the last enqueued run: ``await job.result`` (``None`` if none yet)."""
+        """The stored result of the last enqueued run: ``await job.result`` (``None`` if none)."""
         job_id = self.last_id
         if job_id is None:
             raise RuntimeError(f"job {self.name!r} has not been enqueued yet: no result to fetch")

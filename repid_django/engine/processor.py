@@ -13,6 +13,7 @@ import functools
 import inspect
 import logging
 import math
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -27,6 +28,9 @@ from .retry import default_retry_policy
 from .serializer import JSON, check_json, dumps, loads
 
 logger = logging.getLogger("repid_django.worker")
+
+_NO_PROCESSES = sys.platform == "emscripten"
+"""No process pools there: ``run_in_process`` actors run in threads (as the seeds say)."""
 
 MAX_ERROR_CHARS = 16_000
 """Error texts (tracebacks) longer than this keep their head and their tail."""
@@ -154,7 +158,7 @@ class Processor:
         if actor.is_async:
             return await call_actor(fn, args)
         loop = asyncio.get_running_loop()
-        if actor.run_in_process:
+        if actor.run_in_process and not _NO_PROCESSES:
             ok, payload = await loop.run_in_executor(
                 self._process_pool(), run_in_child, fn, dumps(args), actor.name
             )

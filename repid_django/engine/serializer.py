@@ -13,7 +13,7 @@ from typing import Any
 try:  # pragma: no cover - depends on the environment
     import orjson as _orjson
 except ImportError:  # pragma: no cover
-    _orjson = None
+    _orjson = None  # type: ignore[assignment,unused-ignore]
 
 JSON = Any
 """A value made of dict (str keys), list, str, int, float, bool and None."""

@@ -24,6 +24,7 @@ from repid_django import (
     Router,
     Worker,
     WorkerInfo,
+    enqueue_many,
 )
 
 from ._helpers import Running, until
@@ -109,6 +110,34 @@ async def test_concurrency_limit_is_honoured() -> None:
     runner = await worker.run()
     assert peak == limit
     assert runner.processed == 10
+
+
+@pytest.mark.usefixtures("conn", "queue")
+async def test_claims_and_outcomes_are_batched(broker: InMemoryMessageBroker) -> None:
+    calls = {"claim": 0, "finish": 0}
+    claim, finish = broker.claim, broker.finish
+
+    async def counted_claim(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["claim"] += 1
+        return await claim(*args, **kwargs)
+
+    async def counted_finish(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["finish"] += 1
+        return await finish(*args, **kwargs)
+
+    broker.claim = counted_claim  # type: ignore[method-assign]
+    broker.finish = counted_finish  # type: ignore[method-assign]
+    worker = quiet(burst=True, concurrency=100)
+
+    @worker.actor
+    async def noop(i: int) -> int:
+        return i
+
+    await enqueue_many([Job("noop", args={"i": i}) for i in range(250)])
+    runner = await worker.run()
+    assert runner.succeeded == 250
+    assert calls["claim"] <= 10  # 3 batches of at most 100, then the empty claim of burst mode
+    assert calls["finish"] <= 10
 
 
 @pytest.mark.usefixtures("conn", "queue")

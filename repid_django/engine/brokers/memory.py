@@ -23,6 +23,7 @@ from ..message import (
     Message,
     MessageDecodeError,
     decode,
+    encode,
     encode_checked,
 )
 from ..results import JobResult
@@ -396,8 +397,7 @@ class InMemoryMessageBroker(MessageBroker, ResultBroker):
         return False
 
     def _repush(self, queue: str, message: Message, now: float, seq: int = -1) -> bool:
-        body = encode_checked(message, self.max_message_size)
-        pushed = self._push(queue, message, body, now, seq)
+        pushed = self._push(queue, message, encode(message), now, seq)
         if pushed:
             self._counters.enqueued -= 1  # a move, not a new message
         return pushed
