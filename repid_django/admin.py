@@ -8,20 +8,18 @@ enough to look. Operations are POST only with CSRF, see :mod:`repid_django.admin
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from . import admin_actions as actions
 from . import admin_display as show
 from . import ops
+from .admin_filters import AliveFilter, DeadLetterStateFilter, alive_within
 from .admin_views import can_manage, dead_letter_views, job_views, queue_views
 from .models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord, WorkerRecord
 
@@ -175,24 +173,6 @@ class JobRecordAdmin(ConsoleAdmin):
         return (
             "-" if letter is None else show.admin_link("deadletterrecord", letter.pk, str(letter))
         )
-
-
-class DeadLetterStateFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("dead", "Dead (in the broker)"), ("requeued", "Requeued"), ("purged", "Purged")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if value == "dead":
-            return queryset.filter(requeued_at=None, purged_at=None)
-        if value == "requeued":
-            return queryset.exclude(requeued_at=None)
-        if value == "purged":
-            return queryset.exclude(purged_at=None)
-        return queryset
 
 
 @admin.register(DeadLetterRecord)
@@ -349,30 +329,6 @@ class QueueRecordAdmin(ConsoleAdmin):
             show.changelist_link("jobrecord", "jobs", queue=obj.name),
             show.changelist_link("deadletterrecord", "dead letters", queue=obj.name, state="dead"),
         )
-
-
-class AliveFilter(admin.SimpleListFilter):
-    title = "liveness"
-    parameter_name = "alive"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Alive"), ("no", "Dead or stopped")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        since = timezone.now() - alive_within()
-        alive = queryset.filter(last_heartbeat__gte=since).exclude(state="stopped")
-        if self.value() == "yes":
-            return alive
-        if self.value() == "no":
-            return queryset.exclude(pk__in=alive.values("pk"))
-        return queryset
-
-
-def alive_within() -> timedelta:
-    """A worker whose last heartbeat is older than this is shown dead (``LEASE_TTL``, >= 30 s)."""
-    from .conf import get_settings
-
-    return timedelta(seconds=max(30.0, get_settings().lease_ttl))
 
 
 @admin.register(WorkerRecord)

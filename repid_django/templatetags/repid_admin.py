@@ -29,7 +29,7 @@ def broker_label() -> str:
 
 @register.inclusion_tag("admin/repid_django/dashboard.html", takes_context=True)
 def repid_dashboard(context: template.Context) -> dict[str, Any]:
-    from ..admin import alive_within
+    from ..admin_filters import alive_within
     from ..admin_views import can_manage
 
     request = context["request"]

@@ -1,0 +1,53 @@
+"""List filters of the admin console."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+
+class DeadLetterStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("dead", "Dead (in the broker)"), ("requeued", "Requeued"), ("purged", "Purged")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value == "dead":
+            return queryset.filter(requeued_at=None, purged_at=None)
+        if value == "requeued":
+            return queryset.exclude(requeued_at=None)
+        if value == "purged":
+            return queryset.exclude(purged_at=None)
+        return queryset
+
+
+class AliveFilter(admin.SimpleListFilter):
+    title = "liveness"
+    parameter_name = "alive"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Alive"), ("no", "Dead or stopped")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        since = timezone.now() - alive_within()
+        alive = queryset.filter(last_heartbeat__gte=since).exclude(state="stopped")
+        if self.value() == "yes":
+            return alive
+        if self.value() == "no":
+            return queryset.exclude(pk__in=alive.values("pk"))
+        return queryset
+
+
+def alive_within() -> timedelta:
+    """A worker whose last heartbeat is older than this is shown dead (``LEASE_TTL``, >= 30 s)."""
+    from .conf import get_settings
+
+    return timedelta(seconds=max(30.0, get_settings().lease_ttl))
