@@ -43,6 +43,7 @@ from .models import (
     QueueRecord,
     WorkerRecord,
 )
+from .upsert import upsert
 
 logger = logging.getLogger("repid_django.mirror")
 
@@ -283,9 +284,12 @@ class OrmMirror:
                 )
         await self._in_thread(self.write_heartbeat, info, stats, letters)
         if info.state == "stopped":
-            await self._in_thread(connections[self.using].close)
+            await self._in_thread(self._close_connection)
             self._executor.shutdown(wait=False)
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="repid-mirror")
+
+    def _close_connection(self) -> None:
+        connections[self.using].close()
 
     # synchronous writers (run in the mirror's thread; usable directly in tests) --------------
     def write_events(self, events: Iterable[JobEvent]) -> int:
@@ -306,28 +310,34 @@ class OrmMirror:
             if _accepts(row, event):
                 rows[job_id] = _apply(row, event)
                 changed.add(job_id)
-        records = [JobRecord(job_id=job_id, **rows[job_id].values) for job_id in changed]
-        if records:
-            JobRecord.objects.using(self.using).bulk_create(
-                records,
-                batch_size=self.batch_size,
-                update_conflicts=True,
-                unique_fields=("job_id",),
-                update_fields=_JOB_FIELDS,
-            )
+        records = [
+            {"job_id": job_id, **{name: rows[job_id].values.get(name) for name in _JOB_FIELDS}}
+            for job_id in changed
+        ]
+        for record in records:
+            record["error"] = record["error"] or ""
+            record["worker"] = record["worker"] or ""
+        upsert(
+            JobRecord,
+            records,
+            unique=("job_id",),
+            update=_JOB_FIELDS,
+            using=self.using,
+            batch_size=self.batch_size,
+        )
         if dead:
             self.write_dead_letters(dead.values())
         self.written += len(records)
         return len(records)
 
     def write_dead_letters(self, letters: Iterable[dict[str, Any]]) -> None:
-        records = [DeadLetterRecord(requeued_at=None, purged_at=None, **v) for v in letters]
-        DeadLetterRecord.objects.using(self.using).bulk_create(
-            records,
+        upsert(
+            DeadLetterRecord,
+            [{**values, "requeued_at": None, "purged_at": None} for values in letters],
+            unique=("queue", "job_id"),
+            update=_DEAD_FIELDS + _DEAD_RESET,
+            using=self.using,
             batch_size=self.batch_size,
-            update_conflicts=True,
-            unique_fields=("queue", "job_id"),
-            update_fields=_DEAD_FIELDS + _DEAD_RESET,
         )
 
     def write_heartbeat(

@@ -121,6 +121,9 @@ class BoundJob[**P]:
 class ActorFunction[**P, R]:
     """A registered actor that is still callable like the function it wraps."""
 
+    __name__: str
+    __qualname__: str
+
     def __init__(self, fn: Callable[P, R], actor: Actor, **job_defaults: Any) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn

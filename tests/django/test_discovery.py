@@ -95,7 +95,7 @@ def test_shortcut_enqueue_sends_checked_arguments() -> None:
 
 def test_shortcut_refuses_arguments_that_do_not_fit_before_sending() -> None:
     with pytest.raises(TypeError, match=r"actor 'add'.*missing a required argument: 'b'"):
-        tasks.add.enqueue(1)
+        tasks.add.enqueue(1)  # type: ignore[call-arg]  # mypy sees the mistake too
     with pytest.raises(TypeError, match="is not JSON"):
         tasks.sleepy.enqueue(seconds=object())  # type: ignore[arg-type]
     assert Queue("default").stats().value.ready == 0

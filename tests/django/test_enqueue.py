@@ -101,7 +101,7 @@ def test_inner_rollback_drops_the_job() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_on_commit_checks_arguments_at_once() -> None:
     with transaction.atomic(), pytest.raises(TypeError, match="not JSON"):
-        enqueue_on_commit(Job("record", args={"tag": {1, 2}}))  # type: ignore[dict-item]
+        enqueue_on_commit(Job("record", args={"tag": {1, 2}}))
 
 
 def test_enqueue_outside_a_transaction_is_immediate(transactional_db: Any) -> None:

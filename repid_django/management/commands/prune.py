@@ -69,8 +69,7 @@ class Command(BaseCommand):
         querysets = {
             "jobs": JobRecord.objects.filter(status__in=statuses, updated_at__lt=cutoff),
             "dead": DeadLetterRecord.objects.filter(
-                Q(failed_at__lt=cutoff)
-                & (Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
+                Q(failed_at__lt=cutoff) & (Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
             ),
             "workers": WorkerRecord.objects.filter(last_heartbeat__lt=cutoff),
         }
@@ -92,6 +91,3 @@ class Command(BaseCommand):
                 f"choose among {', '.join(allowed)}"
             )
         return values
-
-
-

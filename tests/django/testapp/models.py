@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db import models
 
 
@@ -8,6 +10,8 @@ class Note(models.Model):
 
     tag = models.CharField(max_length=100)
     created = models.DateTimeField(auto_now_add=True)
+
+    objects: ClassVar[models.Manager[Note]] = models.Manager()
 
     def __str__(self) -> str:
         return self.tag

@@ -25,7 +25,7 @@ async def record(tag: str = "") -> dict[str, Any]:
 @router.actor(queue="other")
 def sync_record(tag: str = "") -> int:
     """A sync actor using the ORM from the worker's thread pool."""
-    return Note.objects.create(tag=tag).pk
+    return int(Note.objects.create(tag=tag).pk)
 
 
 @router.actor
