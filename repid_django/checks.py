@@ -137,7 +137,7 @@ def probe_redis(url: str, timeout: float = 3.0) -> list[Any]:
                 f"cannot reach the broker at {redact_url(url)}: {type(exc).__name__}: "
                 f"{redact_url(str(exc))}",
                 hint="Start Redis or fix REPID_BROKER_URL (host, port, password, TLS). "
-                "Workers exit with code 3 and enqueuing fails until it is reachable.",
+                "runworker exits with code 69 and enqueuing fails until it is reachable.",
                 id="repid_django.W001",
             )
         ]
