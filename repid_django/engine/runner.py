@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import multiprocessing
 import os
 import signal
 import socket
 import time
 from collections import deque
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import signals
 from .actor import Actor
-from .brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
+from .brokers.base import Delivery, Outcome, OutcomeKind
 from .emitter import Emitter
 from .events import EventKind, WorkerInfo
+from .pools import Pools
 from .processor import Processor
-from .results import JobResult
+from .recorder import Recorder
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -37,16 +35,8 @@ logger = logging.getLogger("repid_django.worker")
 GATHER_WINDOW = 0.005
 """Seconds a busy worker waits for more free slots before claiming only a few messages."""
 
-PROCESS_EXIT_WAIT = 1.0
-"""Seconds pool processes get to exit at shutdown before the ones still busy (running a job
-that timed out or was cancelled) are terminated."""
-
-_EVENT_OF = {
-    OutcomeKind.ACK: EventKind.SUCCEEDED,
-    OutcomeKind.RETRY: EventKind.FAILED,
-    OutcomeKind.DEAD: EventKind.DEAD,
-    OutcomeKind.REJECT: EventKind.REJECTED,
-}
+CANCEL_WAIT = 5.0
+"""Seconds cancelled actors get to unwind at shutdown."""
 
 
 class _Runner:
@@ -75,7 +65,6 @@ class _Runner:
         self._worker = worker
         self._connection = connection
         self._broker = connection.message_broker
-        self._results_apart = connection.results_apart
         self._actors: dict[str, Actor] = dict(worker.actors)
         self._queues = list(worker.queues)
         self._concurrency = worker.concurrency
@@ -84,19 +73,14 @@ class _Runner:
         self._limit = worker.messages_limit
         self._tasks: dict[asyncio.Task[Outcome], Delivery] = {}
         self._buffer: deque[tuple[Delivery, Actor]] = deque()
-        self._pending: list[Outcome] = []
-        self._finishing = False
-        self._closing = False
-        self._flush_event = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._stop_reason: str | None = None
         self._forced = False
-        self._thread_pool: ThreadPoolExecutor | None = None
-        self._process_pool: ProcessPoolExecutor | None = None
+        self._pools = Pools(worker.concurrency, worker.thread_pool_size, worker.process_pool_size)
         self._processor = Processor(
             self._actors,
-            self._get_thread_pool,
-            self._get_process_pool,
+            self._pools.threads,
+            self._pools.processes,
             unknown_delay=worker.unknown_actor_delay,
             unknown_max=worker.unknown_actor_max,
         )
@@ -108,6 +92,15 @@ class _Runner:
                 self.info,
                 heartbeat_interval=worker.heartbeat_interval,
             )
+        self._recorder = Recorder(
+            self,
+            connection,
+            self._emitter,
+            self._wakeup.set,
+            window=worker.finish_window,
+            batch_max=worker.finish_batch,
+        )
+        self._push = self._recorder.push
 
     def __repr__(self) -> str:
         return (
@@ -167,7 +160,7 @@ class _Runner:
             for queue in self._queues:
                 await self._broker.declare_queue(queue)
         remove_signals = signals.install(loop, worker.handle_signals, self._on_signal)
-        flusher = loop.create_task(self._flush_loop(), name=f"repid-finish-{self.worker_id}")
+        self._recorder.start()
         if self._emitter is not None:
             self._emitter.start()
         self.state = "running"
@@ -180,15 +173,16 @@ class _Runner:
         )
         try:
             await self._consume()
+        except asyncio.CancelledError:
+            self.stop(force=True, reason="the worker's task was cancelled")
+            raise
         finally:
             try:
                 await self._drain()
             finally:
-                self._closing = True
-                self._flush_event.set()
-                await flusher
+                await self._recorder.close()
                 remove_signals()
-                await self._shutdown_pools()
+                await self._pools.shutdown()
                 self.state = "stopped"
                 self.stopped_at = time.time()
                 if self._emitter is not None:
@@ -272,7 +266,9 @@ class _Runner:
         task.add_done_callback(self._on_done)
 
     def _on_done(self, task: asyncio.Task[Outcome]) -> None:
-        delivery = self._tasks.pop(task)
+        delivery = self._tasks.pop(task, None)
+        if delivery is None:
+            return  # given up on at shutdown (see _drain)
         if task.cancelled():
             outcome = Outcome(delivery, OutcomeKind.REJECT)
         elif (exc := task.exception()) is not None:
@@ -287,7 +283,7 @@ class _Runner:
         self._wakeup.set()
 
     def _settled(self) -> bool:
-        return not (self._tasks or self._buffer or self._pending or self._finishing)
+        return not (self._tasks or self._buffer) and self._recorder.idle
 
     async def _wait_settled(self) -> None:
         while not self._settled() and self._stop_reason is None:
@@ -329,146 +325,19 @@ class _Runner:
             )
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.sleep(0)
+            _, stubborn = await asyncio.wait(tasks, timeout=CANCEL_WAIT)
+            await asyncio.sleep(0)  # let the done callbacks record the rejections
+            for task in stubborn:  # an actor that swallowed its cancellation
+                delivery = self._tasks.pop(task, None)
+                if delivery is not None:
+                    logger.error(
+                        "actor %r ignored its cancellation; returning job %s to the queue",
+                        delivery.message.actor,
+                        delivery.message.id,
+                    )
+                    self._push(Outcome(delivery, OutcomeKind.REJECT))
 
     def _reject_buffer(self) -> None:
         while self._buffer:
             delivery, _ = self._buffer.popleft()
             self._push(Outcome(delivery, OutcomeKind.REJECT))
-
-    async def _shutdown_pools(self) -> None:
-        threads, processes = self._thread_pool, self._process_pool
-        self._thread_pool = self._process_pool = None
-        if threads is not None:
-            # Never wait here: a sync actor that timed out may still hold its thread.
-            threads.shutdown(wait=False, cancel_futures=True)
-        if processes is not None:
-            children = list((getattr(processes, "_processes", None) or {}).values())
-            processes.shutdown(wait=False, cancel_futures=True)
-            await asyncio.to_thread(_reap, children, PROCESS_EXIT_WAIT)
-
-    # executors -------------------------------------------------------------------------------
-    def _get_thread_pool(self) -> Executor:
-        if self._thread_pool is None:
-            size = self._worker.thread_pool_size or min(self._concurrency, 32)
-            self._thread_pool = ThreadPoolExecutor(size, thread_name_prefix="repid-actor")
-        return self._thread_pool
-
-    def _get_process_pool(self) -> Executor:
-        if self._process_pool is None:
-            size = self._worker.process_pool_size or min(self._concurrency, os.cpu_count() or 1)
-            self._process_pool = ProcessPoolExecutor(
-                size, mp_context=multiprocessing.get_context("spawn")
-            )
-        return self._process_pool
-
-    # outcomes --------------------------------------------------------------------------------
-    def _push(self, outcome: Outcome) -> None:
-        self._pending.append(outcome)
-        self._flush_event.set()
-
-    async def _flush_loop(self) -> None:
-        event = self._flush_event
-        window = self._worker.finish_window
-        batch_max = self._worker.finish_batch
-        while True:
-            await event.wait()
-            event.clear()
-            if not self._pending:
-                if self._closing:
-                    return
-                continue
-            if window > 0 and len(self._pending) < batch_max and not self._closing:
-                await asyncio.sleep(window)
-            batch, self._pending = self._pending, []
-            self._finishing = True
-            try:
-                await self._record(batch)
-            finally:
-                self._finishing = False
-                event.set()
-                self._wakeup.set()
-
-    async def _record(self, batch: list[Outcome]) -> None:
-        sent = batch
-        if self._results_apart:
-            sent = [dataclasses.replace(o, result=None) if o.result else o for o in batch]
-        applied = await self._finish(sent)
-        if applied is None:
-            return
-        results: list[tuple[JobResult, float | None]] = []
-        emitter = self._emitter
-        for outcome, ok in zip(batch, applied, strict=True):
-            kind = outcome.kind
-            message = outcome.delivery.message
-            if not ok:
-                self.lease_lost += 1
-                logger.warning(
-                    "lease lost for job %s (actor %r): the broker refused its %s; another "
-                    "worker may run it again",
-                    message.id,
-                    message.actor,
-                    kind.value,
-                )
-                if emitter is not None:
-                    emitter.job(EventKind.LEASE_LOST, message, result=outcome.result)
-                continue
-            if kind is OutcomeKind.ACK:
-                self.succeeded += 1
-            elif kind is OutcomeKind.RETRY:
-                self.failed += 1
-                self.retried += 1
-            elif kind is OutcomeKind.DEAD:
-                self.dead += 1
-                if outcome.reason is not DeadReason.UNKNOWN_ACTOR:
-                    self.failed += 1
-            else:
-                self.rejected += 1
-            if outcome.result is not None and self._results_apart:
-                results.append((outcome.result, message.result_ttl))
-            if emitter is not None:
-                emitter.job(
-                    _EVENT_OF[kind],
-                    message,
-                    result=outcome.result,
-                    error=outcome.error,
-                    reason=outcome.reason,
-                    retry_at=outcome.run_at if kind is OutcomeKind.RETRY else None,
-                )
-        if results and self._connection.results_broker is not None:
-            try:
-                await self._connection.results_broker.store_results(results)
-            except Exception:
-                logger.exception("could not store %d results in the results broker", len(results))
-
-    async def _finish(self, batch: list[Outcome]) -> list[bool] | None:
-        for attempt in range(6):
-            try:
-                return await self._broker.finish(batch)
-            except Exception:
-                if attempt == 5 or (self._closing and attempt >= 2):
-                    break
-                delay = min(0.1 * 2**attempt, 2.0)
-                logger.exception(
-                    "recording %d outcomes failed; retrying in %.1fs", len(batch), delay
-                )
-                await asyncio.sleep(delay)
-        logger.error(
-            "could not record %d job outcomes; the broker returns those jobs to their queue "
-            "when their leases expire",
-            len(batch),
-        )
-        return None
-
-
-def _reap(children: list[Any], wait: float) -> None:
-    """Join pool processes; terminate those still busy with an abandoned job after ``wait``."""
-    deadline = time.monotonic() + wait
-    for child in children:
-        child.join(max(deadline - time.monotonic(), 0.0))
-    for child in children:
-        if child.is_alive():
-            logger.warning("terminating pool process %s: its job was abandoned", child.pid)
-            child.terminate()
-            child.join(1.0)

@@ -1,0 +1,178 @@
+"""Recording outcomes: a worker's finished jobs go to the broker in batches.
+
+Processing tasks append their :class:`Outcome` to a list; a background task sends what has
+gathered in a very short window (or a full batch at once) with one ``broker.finish()`` call,
+then counts, reports lost leases, stores results kept apart and emits events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .brokers.base import DeadReason, Outcome, OutcomeKind
+from .emitter import Emitter
+from .events import EventKind
+from .results import JobResult
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .runner import _Runner
+
+logger = logging.getLogger("repid_django.worker")
+
+FINISH_TRIES = 6
+
+_EVENT_OF = {
+    OutcomeKind.ACK: EventKind.SUCCEEDED,
+    OutcomeKind.RETRY: EventKind.FAILED,
+    OutcomeKind.DEAD: EventKind.DEAD,
+    OutcomeKind.REJECT: EventKind.REJECTED,
+}
+
+
+class Recorder:
+    """Sends outcomes in batches and updates the run's counters (``runner``).
+
+    ``on_recorded`` is called after every batch (the runner wakes its loop with it).
+    """
+
+    def __init__(
+        self,
+        runner: _Runner,
+        connection: Connection,
+        emitter: Emitter | None,
+        on_recorded: Callable[[], None],
+        *,
+        window: float,
+        batch_max: int,
+    ) -> None:
+        self.pending: list[Outcome] = []
+        self.finishing = False
+        self._runner = runner
+        self._connection = connection
+        self._broker = connection.message_broker
+        self._apart = connection.results_apart
+        self._emitter = emitter
+        self._on_recorded = on_recorded
+        self._window = window
+        self._batch_max = batch_max
+        self._event = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        return not (self.pending or self.finishing)
+
+    def push(self, outcome: Outcome) -> None:
+        self.pending.append(outcome)
+        self._event.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="repid-finish")
+
+    async def close(self) -> None:
+        """Record everything still pending, then end the background task."""
+        self._closing = True
+        self._event.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        event = self._event
+        while True:
+            await event.wait()
+            event.clear()
+            if not self.pending:
+                if self._closing:
+                    return
+                continue
+            if self._window > 0 and len(self.pending) < self._batch_max and not self._closing:
+                await asyncio.sleep(self._window)
+            batch, self.pending = self.pending, []
+            self.finishing = True
+            try:
+                await self._record(batch)
+            except Exception:
+                logger.exception("recording %d job outcomes failed", len(batch))
+            finally:
+                self.finishing = False
+                event.set()
+                self._on_recorded()
+
+    async def _record(self, batch: list[Outcome]) -> None:
+        sent = batch
+        if self._apart:
+            sent = [dataclasses.replace(o, result=None) if o.result else o for o in batch]
+        applied = await self._finish(sent)
+        if applied is None:
+            return
+        runner = self._runner
+        emitter = self._emitter
+        results: list[tuple[JobResult, float | None]] = []
+        for outcome, ok in zip(batch, applied, strict=True):
+            kind = outcome.kind
+            message = outcome.delivery.message
+            if not ok:
+                runner.lease_lost += 1
+                logger.warning(
+                    "lease lost for job %s (actor %r): the broker refused its %s; another "
+                    "worker may run it again",
+                    message.id,
+                    message.actor,
+                    kind.value,
+                )
+                if emitter is not None:
+                    emitter.job(EventKind.LEASE_LOST, message, result=outcome.result)
+                continue
+            if kind is OutcomeKind.ACK:
+                runner.succeeded += 1
+            elif kind is OutcomeKind.RETRY:
+                runner.failed += 1
+                runner.retried += 1
+            elif kind is OutcomeKind.DEAD:
+                runner.dead += 1
+                if outcome.reason is not DeadReason.UNKNOWN_ACTOR:
+                    runner.failed += 1
+            else:
+                runner.rejected += 1
+            if outcome.result is not None and self._apart:
+                results.append((outcome.result, message.result_ttl))
+            if emitter is not None:
+                emitter.job(
+                    _EVENT_OF[kind],
+                    message,
+                    result=outcome.result,
+                    error=outcome.error,
+                    reason=outcome.reason,
+                    retry_at=outcome.run_at if kind is OutcomeKind.RETRY else None,
+                )
+        if results and self._connection.results_broker is not None:
+            try:
+                await self._connection.results_broker.store_results(results)
+            except Exception:
+                logger.exception("could not store %d results in the results broker", len(results))
+
+    async def _finish(self, batch: list[Outcome]) -> list[bool] | None:
+        for attempt in range(FINISH_TRIES):
+            try:
+                return await self._broker.finish(batch)
+            except Exception:
+                if attempt == FINISH_TRIES - 1 or (self._closing and attempt >= 2):
+                    break
+                delay = min(0.1 * 2**attempt, 2.0)
+                logger.exception(
+                    "recording %d outcomes failed; retrying in %.1fs", len(batch), delay
+                )
+                await asyncio.sleep(delay)
+        logger.error(
+            "could not record %d job outcomes; the broker returns those jobs to their queue "
+            "when their leases expire",
+            len(batch),
+        )
+        return None
