@@ -112,6 +112,7 @@ class RedisServer:
             except (redis.ConnectionError, redis.BusyLoadingError, OSError):
                 pass
             if time.monotonic() > deadline:
+                self.kill()
                 raise RuntimeError(f"{self.binary} did not answer within {timeout}s")
             time.sleep(0.02)
 
