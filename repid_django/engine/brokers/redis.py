@@ -24,6 +24,9 @@ How it works (key layout in :mod:`.redis_keys`, scripts in ``lua/``):
   TTL ``message.result_ttl`` or ``result_ttl``).
 * Dead letters keep the reason, the error and the stored body; at most ``dead_letter_max`` per
   queue, expiring after ``dead_letter_ttl`` seconds.
+* Redis Cluster: each queue's keys share one slot. A claim or finish that spans several queues
+  runs one script over all their keys, so on a Cluster those queues must share a slot (or use
+  one queue per worker); a standalone Redis has no such limit.
 * Redis lost while running: claim and finish retry with back-off (logged) until Redis is back;
   finish is fenced and enqueue refuses duplicate ids, so repeating them is safe. Enqueue gives
   up after ``enqueue_retry_time`` seconds with a ``ConnectionError``.
