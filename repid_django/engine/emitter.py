@@ -74,14 +74,22 @@ class Emitter:
             self._run(), name=f"repid-events-{self.worker_id}"
         )
 
-    async def stop(self) -> None:
-        """Hand over what is buffered, send the last heartbeat and end the background task."""
+    async def stop(self, within: float = 5.0) -> None:
+        """Hand over what is buffered, send the last heartbeat and end the background task.
+
+        A listener that has not returned ``within`` seconds is cancelled.
+        """
         self._stopping = True
         self._wakeup.set()
-        if self._task is not None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        done, _ = await asyncio.wait([task], timeout=within)
+        if not done:
+            logger.warning("worker listeners did not finish within %.1fs; cancelling", within)
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     async def _run(self) -> None:
         next_beat = 0.0

@@ -35,6 +35,9 @@ logger = logging.getLogger("repid_django.worker")
 GATHER_WINDOW = 0.005
 """Seconds a busy worker waits for more free slots before claiming only a few messages."""
 
+LISTENER_STOP_WAIT = 5.0
+"""Seconds listeners get to take the last events at shutdown."""
+
 CANCEL_WAIT = 5.0
 """Seconds cancelled actors get to unwind at shutdown."""
 
@@ -186,7 +189,7 @@ class _Runner:
                 self.state = "stopped"
                 self.stopped_at = time.time()
                 if self._emitter is not None:
-                    await self._emitter.stop()
+                    await self._emitter.stop(LISTENER_STOP_WAIT)
                 logger.info(
                     "worker %s stopped: %d processed, %d failed, %d rejected",
                     self.worker_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -525,3 +526,75 @@ def test_worker_settings_are_checked() -> None:
         Worker(messages_limit=0)
     with pytest.raises(ValueError, match="graceful_shutdown_time"):
         Worker(graceful_shutdown_time=-1)
+
+
+@pytest.mark.usefixtures("conn", "queue")
+async def test_cancelling_the_worker_task_returns_its_jobs_at_once(
+    broker: InMemoryMessageBroker,
+) -> None:
+    started = asyncio.Event()
+    worker = quiet(concurrency=1, prefetch=1, graceful_shutdown_time=60)
+
+    @worker.actor
+    async def stuck() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    await Job("stuck", retries=1).enqueue()
+    await Job("stuck", retries=1).enqueue()
+    task = asyncio.create_task(worker.run())
+    async with asyncio.timeout(5):
+        await started.wait()
+    task.cancel()
+    async with asyncio.timeout(5):  # not the 60 s graceful time
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    left = await broker.list_messages("default")
+    assert [m.attempt for m in left] == [0, 0]
+    assert (await broker.queue_stats("default")).running == 0
+
+
+@pytest.mark.usefixtures("conn", "queue")
+async def test_an_actor_that_swallows_cancellation_cannot_hang_shutdown(
+    broker: InMemoryMessageBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("repid_django.engine.runner.CANCEL_WAIT", 0.05)
+    release = asyncio.Event()
+    worker = quiet(messages_limit=1, graceful_shutdown_time=0.01)
+
+    @worker.actor
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    await Job("stubborn").enqueue()
+    async with asyncio.timeout(5):
+        runner = await worker.run()
+    release.set()
+    assert runner.rejected == 1
+    assert (await broker.queue_stats("default")).ready == 1
+
+
+@pytest.mark.usefixtures("conn", "queue")
+async def test_a_hung_listener_cannot_hang_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("repid_django.engine.runner.LISTENER_STOP_WAIT", 0.05)
+
+    class Hung:
+        async def on_events(self, events: Sequence[JobEvent]) -> None:
+            await asyncio.Event().wait()
+
+        async def on_heartbeat(self, info: WorkerInfo) -> None:
+            pass
+
+    worker = quiet(burst=True, listeners=[Hung()])
+
+    @worker.actor
+    async def job() -> None:
+        pass
+
+    for _ in range(5):
+        await Job("job").enqueue()
+    async with asyncio.timeout(5):
+        runner = await worker.run()
+    assert runner.succeeded == 5
