@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import venvs
-from .extras import run_extras
+from .extras import profile_engine, run_extras
 from .libraries import BY_NAME, LIBRARIES, OURS
 from .phases import Target
 from .redis_server import RedisServer, ceiling, median_ceiling
@@ -40,6 +40,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--mirror",
         action="store_true",
         help="also measure the ORM mirror on (needs the Django app)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile repid_django (py-spy; 5 x --jobs jobs) and print the hotspots",
     )
     args = p.parse_args(argv)
     args.runs = args.runs or (1 if args.small else 3)
@@ -108,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     entries: list[Entry] = []
     extras: list[dict[str, Any]] = []
+    profile = ""
     ceilings: list[dict[str, Any]] = []
     try:
         say(f"redis-server {redis.version} ({redis.binary}) on port {redis.port}")
@@ -142,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         if ours is not None and not args.no_extras:
             say(f"{OURS}: extra scenarios")
             extras = run_extras(ours.target, args.jobs, say, mirror=args.mirror)
+        if ours is not None and args.profile:
+            say(f"{OURS}: py-spy profile of the work phase")
+            try:
+                profile = profile_engine(ours.target, args.jobs * 5, logs, say)
+            except Exception as exc:
+                profile = f"profile failed: {type(exc).__name__}: {exc}"
     finally:
         redis.stop()
         ctl.stop()
@@ -156,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.jobs:,} no-op jobs per phase, {args.latency} round trips.",
         f"Raw ceiling: {_fmt(ceil['set_per_s'])} SET/s single client unpipelined "
         f"({ceil['tool']}); {_fmt(ceil.get('set_per_s_pipelined_100'))} SET/s with "
-        "pipelines of 100.",
+        f"pipelines of 100; {_fmt(ceil.get('redis_py_asyncio_set_per_s'))} SET/s from an awaited "
+        "redis-py asyncio loop (what one Python client call costs).",
         "",
         main_table(rows),
     ]
@@ -165,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     note = ratios(rows, ceil, OURS)
     if note:
         text += ["", "repid_django against the best peer:", note]
+    if profile:
+        text += ["", f"py-spy on repid_django, {args.jobs * 5:,} no-op jobs.", "", profile]
     table = "\n".join(text)
     print(table)
 

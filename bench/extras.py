@@ -4,10 +4,12 @@ thread pool, four worker processes on one queue, and (later) the ORM mirror on v
 from __future__ import annotations
 
 import traceback
+from pathlib import Path
 from typing import Any
 
 from . import phases
 from .phases import Target
+from .profile import hotspots
 
 
 def _scenario(
@@ -54,3 +56,23 @@ def run_extras(t: Target, jobs: int, say: Any, *, mirror: bool = False) -> list[
         # Hook: the adapter turns on the ORM mirror when BENCH_MIRROR=1 (needs the Django app).
         out.append(_scenario(t, "ORM mirror on, no-op", jobs, say=say, BENCH_MIRROR="1"))
     return out
+
+
+def profile_engine(t: Target, n: int, logs: Path, say: Any) -> str:
+    """py-spy on the producer enqueuing n jobs one by one, then on one worker running them."""
+    t.redis.flush()
+    enq = phases.enqueue(t, n, timeout=60 + n / 50, profile=logs / "profile-enqueue.raw")
+    say(f"  profiled enqueue: {enq['rate']:,.0f} jobs/s under py-spy")
+    res = phases.work(t, n, timeout=60 + n / 50, profile=logs / "profile-work.raw")
+    say(f"  profiled work phase: {res['rate']:,.0f} jobs/s under py-spy")
+    return "\n".join(
+        [
+            f"Worker ({res['rate']:,.0f} jobs/s under py-spy):",
+            "",
+            hotspots(logs / "profile-work.raw"),
+            "",
+            f"Producer, one-by-one enqueue ({enq['rate']:,.0f} jobs/s under py-spy):",
+            "",
+            hotspots(logs / "profile-enqueue.raw"),
+        ]
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .procs import Adapter, PhaseError, RssSampler, command, environment
+from .profile import Recorder
 from .redis_server import RedisServer, command_delta
 
 
@@ -37,16 +38,21 @@ class Target:
         return Adapter(cmd, environment(self.ctl.url, **env), self.log)
 
 
-def enqueue(t: Target, n: int, *, bulk: bool = False, timeout: float = 120.0) -> dict[str, Any]:
+def enqueue(
+    t: Target, n: int, *, bulk: bool = False, timeout: float = 120.0, profile: Path | None = None
+) -> dict[str, Any]:
     """Enqueue n jobs (one by one, or with the bulk API); the queue keeps them."""
     deadline = time.monotonic() + timeout
     proc = t.adapter("enqueue-bulk" if bulk else "enqueue", n)
     try:
         proc.expect("READY", deadline)
+        recorder = Recorder(proc.proc.pid, profile) if profile else None
         before = t.redis.commandstats()
         proc.go()
         res = proc.result(deadline)
         commands = command_delta(before, t.redis.commandstats())
+        if recorder:
+            recorder.stop()
     finally:
         proc.stop()
     elapsed = float(res["elapsed"])
@@ -86,6 +92,7 @@ def work(
     concurrency: int = 0,
     scenario: str = "noop",
     timeout: float = 300.0,
+    profile: Path | None = None,
     **env: str,
 ) -> dict[str, Any]:
     """Start the worker(s) on a queue holding n jobs; measure until all n ran."""
@@ -98,6 +105,7 @@ def work(
     ]
     sampler = RssSampler([w.proc.pid for w in workers])
     sampler.start()
+    recorder = Recorder(workers[0].proc.pid, profile) if profile else None
     try:
         while True:
             done, first, last = _progress(t.ctl)
@@ -116,6 +124,8 @@ def work(
         rss = sampler.finish()
     finally:
         sampler.finish()
+        if recorder:
+            recorder.stop()
         for w in workers:
             w.stop()
     elapsed = max(last - first, 1e-9)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import redis
+import redis.asyncio as aredis
 
 
 def free_port() -> int:
@@ -106,12 +109,27 @@ def command_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, in
 def ceiling(server: RedisServer, n: int) -> dict[str, object]:
     """Single-client unpipelined SET/s (redis-benchmark -c 1), and pipelined for scale."""
     tool = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
+    out: dict[str, object] | None = None
     if os.path.exists(tool):
-        try:
-            return _redis_benchmark(server, tool, n)
-        except (subprocess.SubprocessError, OSError):
-            pass
-    return _redis_py_loop(server, n)
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            out = _redis_benchmark(server, tool, n)
+    if out is None:
+        out = _redis_py_loop(server, n)
+    out["redis_py_asyncio_set_per_s"] = asyncio.run(_redis_py_async_loop(server, n // 5))
+    return out
+
+
+async def _redis_py_async_loop(server: RedisServer, n: int) -> float:
+    """What one awaited redis-py asyncio call costs: the client-side ceiling of a Python queue."""
+    client = aredis.Redis(port=server.port)
+    await client.ping()
+    start = time.perf_counter()
+    for i in range(n):
+        await client.set("bench:ceiling", i)
+    elapsed = time.perf_counter() - start
+    await client.aclose()
+    server.flush()
+    return n / elapsed
 
 
 def _redis_benchmark(server: RedisServer, tool: str, n: int) -> dict[str, object]:
@@ -154,7 +172,7 @@ def median_ceiling(ceilings: list[dict[str, object]]) -> dict[str, object]:
     if not ceilings:
         return {"tool": "not measured", "set_per_s": None, "set_per_s_pipelined_100": None}
     out = dict(ceilings[0])
-    for key in ("set_per_s", "set_per_s_pipelined_100"):
+    for key in ("set_per_s", "set_per_s_pipelined_100", "redis_py_asyncio_set_per_s"):
         values = [c[key] for c in ceilings if isinstance(c.get(key), float | int)]
         out[key] = statistics.median(values) if values else None  # type: ignore[arg-type]
     out["all"] = [c.get("set_per_s") for c in ceilings]

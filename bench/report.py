@@ -74,13 +74,20 @@ def ratios(rows: list[dict[str, Any]], ceiling: dict[str, Any], ours: str) -> st
     ):
         b = best(key, low)
         if b and me.get(key):
+            fmt = ",.2f" if low else ",.0f"
             out.append(
-                f"- {label}: {me[key]:,.2f} vs best peer {b[0]} {b[1]:,.2f} "
+                f"- {label}: {me[key]:{fmt}} vs best peer {b[0]} {b[1]:{fmt}} "
                 f"(ratio {me[key] / b[1]:.2f})"
             )
     if ceiling.get("set_per_s") and me.get("enqueue_rate"):
         out.append(
             f"- enqueue one by one = {me['enqueue_rate'] / ceiling['set_per_s']:.0%} of the "
             f"single-client Redis ceiling ({ceiling['set_per_s']:,.0f} SET/s)"
+        )
+    client = ceiling.get("redis_py_asyncio_set_per_s")
+    if client and me.get("enqueue_rate"):
+        out.append(
+            f"- enqueue one by one = {me['enqueue_rate'] / client:.0%} of an awaited redis-py "
+            f"asyncio SET loop ({client:,.0f} SET/s)"
         )
     return "\n".join(out)
