@@ -62,7 +62,15 @@ class Message:
         return self.run_at is None or self.run_at <= now
 
     def expired(self, now: float) -> bool:
-        return self.ttl is not None and now > self.enqueued_at + self.ttl
+        """True when ``ttl`` seconds passed since the run became due and it has not started.
+
+        A run is due at ``run_at`` (deferred, retried or recurring) or else when enqueued, so a
+        recurring job's later occurrences get the same ``ttl`` as its first.
+        """
+        if self.ttl is None:
+            return False
+        due = self.enqueued_at if self.run_at is None else max(self.run_at, self.enqueued_at)
+        return now > due + self.ttl
 
     def with_changes(self, **changes: Any) -> Message:
         return replace(self, **changes)

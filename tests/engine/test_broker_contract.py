@@ -191,6 +191,16 @@ async def test_expired_ttl_is_dead_lettered(b: MessageBroker) -> None:
     assert (dead.id, dead.reason) == ("old", DeadReason.EXPIRED)
 
 
+async def test_ttl_counts_from_when_a_deferred_run_becomes_due(b: MessageBroker) -> None:
+    # Enqueued long ago but due only now (deferred, or a recurring job's later occurrence):
+    # its ttl starts when it becomes due, so it still runs.
+    now = time.time()
+    await b.enqueue([msg("later", ttl=5.0, enqueued_at=now - 3600, run_at=now - 1)])
+    got = await b.claim(["default"], 10, 0)
+    assert [d.message.id for d in got] == ["later"]
+    assert await b.list_dead("default") == []
+
+
 async def test_recurring_ack_schedules_the_next_run(b: MessageBroker) -> None:
     await b.enqueue([msg("cron", deferred_by=60.0, run_at=time.time() - 1)])
     (d,) = await b.claim(["default"], 1, 0)

@@ -368,8 +368,10 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
             return []
-        applied = await self._finish(outcomes)
+        # Stop extending first: a lease the keeper extended while this (fenced) finish was on
+        # its way would otherwise be reported as "lost" once the finish had removed it.
         self.keeper.release((o.delivery.message.queue, o.delivery.message.id) for o in outcomes)
+        applied = await self._finish(outcomes)
         for outcome, ok in zip(outcomes, applied, strict=True):
             if ok:
                 if outcome.kind is OutcomeKind.ACK:
