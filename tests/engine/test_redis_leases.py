@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from repid_django.engine.brokers.base import DeadReason, Outcome, OutcomeKind
+from repid_django.engine.brokers import redis_scripts
+from repid_django.engine.brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
 from repid_django.engine.brokers.redis import RedisMessageBroker
 from repid_django.engine.results import JobResult
 
@@ -131,3 +133,61 @@ async def test_worker_lost_after_max_lost_expired_leases(make: BrokerFactory) ->
     assert "3 times" in dead.error
     stats = await producer.queue_stats("default")
     assert (stats.ready, stats.running, stats.delayed) == (0, 0, 0)
+
+
+async def test_finish_repeated_after_a_lost_reply_reports_what_it_applied(
+    make: BrokerFactory,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker = await make()
+    await broker.enqueue([msg("a"), msg("b")])
+    held = await broker.claim(["default"], 2, 0)
+    stale = await make()
+    original = redis_scripts.run
+    calls: list[str] = []
+
+    async def reply_lost(client: Any, name: str, keys: list[str], args: list[Any]) -> Any:
+        reply = await original(client, name, keys, args)
+        calls.append(name)
+        if name == "finish" and calls.count("finish") == 1:
+            # The script ran, then the connection dropped before its reply came back.
+            raise RedisConnectionError("Connection closed by server.")
+        return reply
+
+    monkeypatch.setattr(redis_scripts, "run", reply_lost)
+    outcomes = [
+        Outcome(held[0], OutcomeKind.ACK, result=result("a", 1)),
+        Outcome(held[1], OutcomeKind.ACK, result=result("b", 2)),
+    ]
+    assert await broker.finish(outcomes) == [True, True]  # not "lease lost"
+    assert calls.count("finish") == 2  # it was sent twice
+    monkeypatch.setattr(redis_scripts, "run", original)
+    base = f"{key_prefix}:{{default}}:"
+    assert redis_client.hlen(base + "msgs") == 0
+    assert redis_client.exists(base + "result:a", base + "result:b") == 2
+    # The memo answers only the same call: another token for the same job is still fenced off.
+    forged = Delivery(held[0].message, token="forged")
+    assert await stale.finish([Outcome(forged, OutcomeKind.ACK)]) == [False]
+    # It expires by itself.
+    memo = list(redis_client.scan_iter(match=base + "fin:*"))
+    assert len(memo) == 2  # one per finish call
+    assert all(0 < redis_client.pttl(k) <= broker.finish_memo_ttl * 1000 for k in memo)
+
+
+async def test_a_lost_lease_is_still_reported_when_the_call_is_repeated(
+    make: BrokerFactory,
+) -> None:
+    broker = await make()
+    await broker.enqueue([msg("a")])
+    (held,) = await broker.claim(["default"], 1, 0)
+    await broker.disconnect()  # the lease expires and another worker takes the job
+    other = await make()
+    (again,) = await other.claim(["default"], 1, 5.0)
+    assert again.message.id == "a"
+    stale = await make()
+    outcome = [Outcome(held, OutcomeKind.ACK)]
+    assert await stale.finish(outcome) == [False]
+    assert await stale.finish(outcome) == [False]
+    assert await other.finish([Outcome(again, OutcomeKind.ACK)]) == [True]

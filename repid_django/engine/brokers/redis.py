@@ -21,7 +21,14 @@ How it works (key layout in :mod:`.redis_keys`, scripts in ``lua/``):
   leases it is dead-lettered as ``worker_lost``.
 * ``finish``: one script applies a batch of outcomes (ack, retry, dead, reject), each fenced by
   its lease token, with the result written atomically (key ``<prefix>:{<queue>}:result:<id>``,
-  TTL ``message.result_ttl`` or ``result_ttl``).
+  TTL ``message.result_ttl`` or ``result_ttl``). It is idempotent: the script keeps its reply
+  for ``finish_memo_ttl`` seconds (default ``finish_retry_time + 2 * max_backoff``) in one small
+  key per call (``<prefix>:{<queue>}:fin:<digest of the ids, tokens and kinds>``), and a call
+  sent again because its reply was lost (connection dropped, timeout, Redis restarted) gets the
+  first answer, not a false "lease lost" (a new ``finish()`` of an already finished delivery
+  still gets ``False``). Cost: a GET and a SET inside the same script, no
+  extra round trip. A repeat later than that (Redis unreachable for longer) can still report
+  "lease lost" for an outcome the first attempt applied.
 * Dead letters keep the reason, the error and the stored body; at most ``dead_letter_max`` per
   queue, expiring after ``dead_letter_ttl`` seconds.
 * Redis Cluster: each queue's keys share one slot. A claim or finish that spans several queues
@@ -63,7 +70,7 @@ from .base import (
     ResultBroker,
 )
 from .redis_admin import RedisAdminMixin
-from .redis_codec import decode_claimed, fmt_time, outcome_args, text
+from .redis_codec import call_digest, decode_claimed, fmt_time, outcome_args, text
 from .redis_keys import (
     QUEUE_PARTS,
     queue_base,
@@ -111,6 +118,7 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         embedded_dir: str | os.PathLike[str] | None = None,
         enqueue_retry_time: float = 10.0,
         finish_retry_time: float = 60.0,
+        finish_memo_ttl: float | None = None,
         max_backoff: float = 5.0,
     ) -> None:
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{} "):
@@ -127,6 +135,9 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         self.dead_letter_max = int(_positive("dead_letter_max", dead_letter_max))
         self.enqueue_retry_time = _positive("enqueue_retry_time", enqueue_retry_time)
         self.finish_retry_time = _positive("finish_retry_time", finish_retry_time)
+        if finish_memo_ttl is None:
+            finish_memo_ttl = self.finish_retry_time + 2 * max_backoff
+        self.finish_memo_ttl = _positive("finish_memo_ttl", finish_memo_ttl)
         self.max_backoff = _positive("max_backoff", max_backoff)
         self._embedded_dir = embedded_dir
         self._options: RedisOptions | None = None
@@ -385,15 +396,23 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
     async def _finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         now = time.time()
         indexes: dict[str, int] = {}
-        args: list[Any] = [now, self._dead_ttl_ms, self.dead_letter_max]
+        memo_ttl_ms = int(self.finish_memo_ttl * 1000)
+        args: list[Any] = [now, self._dead_ttl_ms, self.dead_letter_max, "", memo_ttl_ms, 0]
         for outcome in outcomes:
             queue = outcome.delivery.message.queue
             index = indexes.setdefault(queue, len(indexes) + 1)
             args += outcome_args(outcome, index, now, self.result_ttl)
+        args[3] = call_digest(outcomes)
         keys = [self._base(q) for q in indexes]
-        reply = await self._retry(
-            "finish", self._call("finish", keys, args), self.finish_retry_time
-        )
+
+        async def send() -> Any:
+            try:
+                return await self._script("finish", keys, args)
+            except RETRYABLE:
+                args[5] = 1  # it may have run: the next send asks for the first answer
+                raise
+
+        reply = await self._retry("finish", send, self.finish_retry_time)
         return [bool(r) for r in reply]
 
     def counters(self) -> BrokerCounters:

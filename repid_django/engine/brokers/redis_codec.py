@@ -7,7 +7,9 @@ dead-lettered with its reason and a printable excerpt, never evaluated.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,6 +76,22 @@ def outcome_args(
         reason.value if kind is OutcomeKind.DEAD else "",
         error,
     ]
+
+
+def call_digest(outcomes: Sequence[Outcome]) -> str:
+    """A short hash naming one finish call by its outcomes' ids, tokens and kinds.
+
+    The same call sent again (after a lost reply) has the same digest; any other call, even
+    for the same message, has another token or kind, so another digest.
+    """
+    digest = hashlib.blake2b(digest_size=12)
+    for outcome in outcomes:
+        delivery = outcome.delivery
+        message = delivery.message
+        digest.update(
+            f"{message.queue}\0{message.id}\0{delivery.token}\0{outcome.kind.value}\n".encode()
+        )
+    return digest.hexdigest()
 
 
 def bad_delivery(queue: str, message_id: str, token: str) -> Delivery:

@@ -1,9 +1,23 @@
--- finish: KEYS = queue bases; ARGV = now, dead_ttl_ms, dead_max, then per outcome:
--- (queue index, id, token, kind, body|'', run_at|'', result|'', result_ttl_ms, reason, error).
+-- finish: KEYS = queue bases; ARGV = now, dead_ttl_ms, dead_max, call digest, memo_ttl_ms,
+-- repeat (1 when this call is sent again because the reply to an earlier send was lost), then
+-- per outcome: (queue index, id, token, kind, body|'', run_at|'', result|'', result_ttl_ms,
+-- reason, error).
 -- Each outcome is fenced by its lease token; returns 1 per applied outcome, 0 if the lease was lost.
+-- Idempotent: the reply is kept for memo_ttl_ms under the call's digest (a hash of its ids, tokens
+-- and kinds), so a repeated send whose first one was applied gets the first answer instead of
+-- "lease lost" for what it applied itself.
 local now, ttl_ms, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local memo = KEYS[1] .. 'fin:' .. ARGV[4]
+local seen = ARGV[6] == '1' and redis.call('GET', memo)
+if seen then
+  local again = {}
+  for c = 1, #seen do
+    again[c] = tonumber(string.sub(seen, c, c))
+  end
+  return again
+end
 local out = {}
-for i = 4, #ARGV, 10 do
+for i = 7, #ARGV, 10 do
   local base = KEYS[tonumber(ARGV[i])]
   local id, token, kind = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local body, run_at, result = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
@@ -42,4 +56,5 @@ for i = 4, #ARGV, 10 do
     out[#out + 1] = 1
   end
 end
+redis.call('SET', memo, table.concat(out), 'PX', ARGV[5])
 return out
