@@ -115,10 +115,11 @@ class DatabaseHygiene:
 
 def django_router(source: Router | None = None) -> Router:
     """A router with the project's actors (or ``source``'s) wrapped by :func:`for_django`."""
+    from .backend_worker import task_router
     from .discovery import project_router
 
     router = Router()
-    for actor in (source or project_router()).actors.values():
+    for actor in [*(source or project_router()).actors.values(), *task_router().actors.values()]:
         router.add_actor(for_django(actor))
     return router
 
@@ -154,8 +155,14 @@ def build_worker(
 
         chosen.append(OrmMirror(conn.message_broker, flush_interval=settings.mirror_flush_interval))
     selected = list(queues) if queues else (list(settings.queues) if settings.queues else None)
+    routed = django_router(router)
+    if selected is None:
+        from .backend_worker import task_queues
+
+        extra = task_queues()  # the QUEUES of django.tasks backends (TASKS)
+        selected = sorted(set(routed.queues) | extra) if extra else None
     return Worker(
-        routers=[django_router(router)],
+        routers=[routed],
         graceful_shutdown_time=(
             settings.graceful_shutdown_time
             if graceful_shutdown_time is None

@@ -87,3 +87,10 @@ REPID = {
     "MIRROR": True,
     "MIRROR_FLUSH_INTERVAL": 0.05,
 }
+
+TASKS = {
+    "default": {
+        "BACKEND": "repid_django.backend.RepidTaskBackend",
+        "QUEUES": ["default", "other"],
+    }
+}
