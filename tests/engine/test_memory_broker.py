@@ -267,3 +267,41 @@ async def test_counters(b: InMemoryMessageBroker) -> None:
     counters = b.counters()
     assert (counters.enqueued, counters.acked, counters.dead) == (2, 1, 1)
     assert counters.extra["claimed"] == 2
+
+
+async def test_lost_leases_count_and_end_as_worker_lost() -> None:
+    b = InMemoryMessageBroker(max_lost=1)
+    await b.declare_queue("q")
+    await b.enqueue([msg(id="p")])
+    (first,) = await b.claim(["q"], 1, 0)
+    assert first.lost == 0
+    assert b.expire_leases() == 1
+    (second,) = await b.claim(["q"], 1, 0)
+    assert second.lost == 1
+    assert b.expire_leases() == 1
+    assert await b.claim(["q"], 1, 0) == []
+    (dead,) = await b.list_dead("q")
+    assert (dead.id, dead.reason) == ("p", DeadReason.WORKER_LOST)
+    assert await b.finish([Outcome(second, OutcomeKind.ACK)]) == [False]
+
+
+async def test_a_last_chance_message_is_only_leased_alone_to_an_idle_claimer() -> None:
+    b = InMemoryMessageBroker(max_lost=1)
+    await b.declare_queue("q")
+    await b.enqueue([msg(id="p"), msg(id="x1"), msg(id="x2")])
+    assert len(await b.claim(["q"], 10, 0)) == 3
+    b.expire_leases()  # the worker died holding all three
+    await b.enqueue([msg(id="fresh", priority=PrioritiesT.HIGH)])
+    (fresh,) = await b.claim(["q"], 10, 0)  # the head is a normal message: batch ends before p
+    assert fresh.message.id == "fresh"
+    assert await b.claim(["q"], 10, 0.05) == []  # p waits for a claimer holding nothing
+    claim = asyncio.ensure_future(b.claim(["q"], 10, 5.0))
+    await asyncio.sleep(0)
+    assert not claim.done()
+    assert await b.finish([Outcome(fresh, OutcomeKind.ACK)]) == [True]
+    (alone,) = await claim  # the waiting claim takes it at once, alone
+    assert (alone.message.id, alone.lost) == ("p", 1)
+    assert await b.claim(["q"], 10, 0.05) == []  # nothing else while it runs
+    assert await b.finish([Outcome(alone, OutcomeKind.ACK)]) == [True]
+    (x1,) = await b.claim(["q"], 10, 0)
+    assert x1.message.id == "x1"

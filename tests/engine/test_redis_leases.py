@@ -191,3 +191,49 @@ async def test_a_lost_lease_is_still_reported_when_the_call_is_repeated(
     assert await stale.finish(outcome) == [False]
     assert await stale.finish(outcome) == [False]
     assert await other.finish([Outcome(again, OutcomeKind.ACK)]) == [True]
+
+
+async def test_a_last_chance_job_is_only_leased_alone_to_an_idle_claimer(
+    make: BrokerFactory,
+) -> None:
+    producer = await make(max_lost=1)
+    await producer.enqueue([msg("poison"), msg("x1"), msg("x2")])
+    dying = await make(max_lost=1)
+    assert len(await dying.claim(["default"], 10, 0)) == 3  # one batch: all die together
+    await dying.disconnect()
+    busy = await make(max_lost=1)
+    await busy.enqueue([msg("fresh", priority=5)])
+    (fresh,) = await busy.claim(["default"], 1, 0)  # holds a lease from now on
+    # All three now have max_lost lost leases: a claimer that holds something gets none of them,
+    # once the reaper has returned them (it waits for its held job instead).
+    assert await busy.claim(["default"], 10, LEASE_TTL + REAPER + 1.0) == []
+    idle = await make(max_lost=1)
+    (alone,) = await idle.claim(["default"], 10, 0)  # limit 10, but alone
+    assert (alone.message.id, alone.lost) == ("poison", 1)
+    assert await idle.claim(["default"], 10, 0.3) == []  # nothing more while it runs
+    # The busy claimer takes the next one alone once its own job is finished.
+    assert await busy.finish([Outcome(fresh, OutcomeKind.ACK)]) == [True]
+    (x1,) = await busy.claim(["default"], 10, 1.0)
+    assert (x1.message.id, x1.lost) == ("x1", 1)
+    await idle.disconnect()  # the poison kills its worker once more, alone: dead
+    assert await busy.finish([Outcome(x1, OutcomeKind.ACK)]) == [True]
+    (x2,) = await busy.claim(["default"], 10, 1.0)
+    assert await busy.finish([Outcome(x2, OutcomeKind.ACK)]) == [True]
+    await wait_until_dead(producer, 1)
+    (dead,) = await producer.list_dead("default")
+    assert (dead.id, dead.reason) == ("poison", DeadReason.WORKER_LOST)
+    stats = await producer.queue_stats("default")
+    assert (stats.ready, stats.running, stats.delayed) == (0, 0, 0)
+
+
+async def test_max_lost_zero_keeps_batches(make: BrokerFactory) -> None:
+    broker = await make(max_lost=0)
+    await broker.enqueue([msg("a"), msg("b")])
+    assert len(await broker.claim(["default"], 10, 0)) == 2
+
+
+async def wait_until_dead(broker: RedisMessageBroker, count: int) -> None:
+    deadline = time.monotonic() + LEASE_TTL + REAPER + 5.0
+    while (await broker.queue_stats("default")).dead < count:
+        assert time.monotonic() < deadline, "not dead-lettered in time"
+        await broker.claim(["default"], 1, REAPER)  # claims reap; nothing else is ready

@@ -40,16 +40,23 @@ class InMemoryMessageBroker(MessageBroker, ResultBroker):
     """A broker in this process's memory. Use it from one event loop.
 
     ``max_message_size`` bounds encoded bodies (``ValueError`` at enqueue); ``dead_letter_limit``
-    bounds each queue's dead letters (the oldest are dropped first).
+    bounds each queue's dead letters (the oldest are dropped first). ``max_lost``: a message
+    whose lease was lost (:meth:`expire_leases`) more often than this is dead-lettered as
+    ``worker_lost``; on its last chance it is only leased alone, like on the Redis broker.
     """
 
     def __init__(
         self,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         dead_letter_limit: int = 10_000,
+        max_lost: int = 3,
     ) -> None:
         self.max_message_size = max_message_size
         self.dead_letter_limit = dead_letter_limit
+        self.max_lost = max_lost
+        self._lost: dict[tuple[str, str], int] = {}
+        self._alone_pending = False
+        self._idle = Waiters()
         self._queues: dict[str, QueueState] = {}
         self._leases: dict[str, Lease] = {}
         self._seq = itertools.count()
@@ -133,12 +140,24 @@ class InMemoryMessageBroker(MessageBroker, ResultBroker):
         return True
 
     async def claim(self, queues: Sequence[str], limit: int, wait: float) -> list[Delivery]:
-        deliveries = self._take(queues, limit)
-        if deliveries or wait <= 0:
-            return deliveries
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + max(wait, 0.0)
         interrupts = self._interrupts
         while True:
+            remaining = deadline - time.monotonic()
+            if self._alone_pending:
+                # A last-chance message runs here, or one waits for a claimer that holds
+                # nothing: lease nothing more until every lease is finished.
+                if self._leases:
+                    if remaining <= 0 or interrupts != self._interrupts:
+                        return []
+                    await self._idle.wait(remaining)
+                    continue
+                self._alone_pending = False
+            deliveries = self._take(queues, limit)
+            if deliveries:
+                return deliveries
+            if self._alone_pending:
+                continue  # passed over a last-chance message: wait until idle, then take it
             remaining = deadline - time.monotonic()
             if remaining <= 0 or interrupts != self._interrupts:
                 return []
@@ -146,17 +165,16 @@ class InMemoryMessageBroker(MessageBroker, ResultBroker):
             if due is not None:
                 remaining = min(remaining, max(due - time.time(), 0.0))
             await self._claimers.wait(remaining)
-            deliveries = self._take(queues, limit)
-            if deliveries:
-                return deliveries
 
     def wake_claimers(self) -> None:
         """Make every waiting ``claim`` return now (a stopping worker calls this)."""
         self._interrupts += 1
         self._claimers.wake()
+        self._idle.wake()
 
     def _take(self, queues: Sequence[str], limit: int) -> list[Delivery]:
         now = time.time()
+        idle = not self._leases
         states: list[tuple[str, QueueState]] = []
         for name in queues:
             state = self._queues.get(name)
@@ -180,28 +198,43 @@ class InMemoryMessageBroker(MessageBroker, ResultBroker):
             entry = state.pop()
             if not state.n_ready:
                 states.pop(best_at)
-            try:
-                message = decode(entry.body, self.max_message_size)
-            except MessageDecodeError as exc:
-                self._counters.dead += 1
-                state.bury_raw(name, entry, exc, now)
+            message = self._decode(name, state, entry, now)
+            if message is None:
                 changed = True
                 continue
-            if message.expired(now):
-                self._counters.extra["expired"] += 1
-                self._counters.dead += 1
-                state.bury(message, DeadReason.EXPIRED, "ttl passed before it ran", now)
-                changed = True
-                continue
+            lost = self._lost.get((name, message.id), 0)
+            last = self.max_lost > 0 and lost >= self.max_lost
+            if last and not (idle and not deliveries):
+                state.push(entry, now)  # back at its place, for a claimer that holds nothing
+                self._alone_pending = True
+                break
             token = str(next(self._tokens))
             self._leases[token] = Lease(name, message, entry.seq)
             state.running[message.id] = token
-            deliveries.append(Delivery(message, token))
+            deliveries.append(Delivery(message, token, lost))
+            if last:
+                self._alone_pending = True
+                break
         if deliveries:
             self._counters.extra["claimed"] += len(deliveries)
         if changed:
             self._joiners.wake()
         return deliveries
+
+    def _decode(self, name: str, state: QueueState, entry: Entry, now: float) -> Message | None:
+        """The entry's message, or ``None`` when it was dead-lettered (undecodable, expired)."""
+        try:
+            message = decode(entry.body, self.max_message_size)
+        except MessageDecodeError as exc:
+            self._counters.dead += 1
+            state.bury_raw(name, entry, exc, now)
+            return None
+        if message.expired(now):
+            self._counters.extra["expired"] += 1
+            self._counters.dead += 1
+            state.bury(message, DeadReason.EXPIRED, "ttl passed before it ran", now)
+            return None
+        return message
 
     def expire_leases(self, queue: str | None = None) -> int:
         """Return every running message (of ``queue``) to its queue as if its worker had died.
@@ -220,10 +253,21 @@ class InMemoryMessageBroker(MessageBroker, ResultBroker):
                 continue
             if state.running.get(lease.message.id) == token:
                 del state.running[lease.message.id]
-            self._repush(lease.queue, lease.message, now, lease.seq)
+            key = (lease.queue, lease.message.id)
+            lost = self._lost[key] = self._lost.get(key, 0) + 1
             count += 1
+            if lost > self.max_lost:
+                del self._lost[key]
+                self._counters.dead += 1
+                error = f"its lease expired {lost} times (the worker running it died or hung)"
+                state.bury(lease.message, DeadReason.WORKER_LOST, error, now)
+                continue
+            self._repush(lease.queue, lease.message, now, lease.seq)
         if count:
             self._claimers.wake()
+            self._joiners.wake()
+        if not self._leases:
+            self._idle.wake()
         return count
 
     def _next_due(self, queues: Sequence[str]) -> float | None:
@@ -255,9 +299,13 @@ class InMemoryMessageBroker(MessageBroker, ResultBroker):
                 del state.running[message.id]
             if outcome.result is not None:
                 self._results.put(outcome.result, message.result_ttl, now)
+            if outcome.kind in {OutcomeKind.ACK, OutcomeKind.DEAD}:
+                self._lost.pop((lease.queue, message.id), None)
             requeued |= self._apply(state, lease, outcome, now)
         if requeued:
             self._claimers.wake()
+        if not self._leases:
+            self._idle.wake()
         self._joiners.wake()
         return applied
 
@@ -353,6 +401,9 @@ class InMemoryMessageBroker(MessageBroker, ResultBroker):
         state.dead.extend(kept)
         if count:
             self._claimers.wake()
+            self._joiners.wake()
+        if not self._leases:
+            self._idle.wake()
         return count
 
     async def purge_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:

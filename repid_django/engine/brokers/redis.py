@@ -19,6 +19,13 @@ How it works (key layout in :mod:`.redis_keys`, scripts in ``lua/``):
 * Leases: the :class:`~.redis_lease.LeaseKeeper` thread extends held leases and reaps; a job of
   a dead worker runs again within ``lease_ttl + reaper_interval``; after ``max_lost`` expired
   leases it is dead-lettered as ``worker_lost``.
+* Last chance: a process that dies loses every lease it holds (running or prefetched), so the
+  jobs claimed alongside a job that kills its worker lose a lease too. A job with ``max_lost``
+  expired leases (one more buries it) is therefore only leased alone, to a broker that holds no
+  other lease, and that broker claims nothing else until it is finished; a busy claimer passes
+  over it (its batch ends there), lets what it holds finish, then claims it. So only a job
+  whose own last delivery died while it was alone ends as ``worker_lost``. Normal jobs pay
+  nothing (no extra command or round trip); a claimer only waits while such a job exists.
 * ``finish``: one script applies a batch of outcomes (ack, retry, dead, reject), each fenced by
   its lease token, with the result written atomically (key ``<prefix>:{<queue>}:result:<id>``,
   TTL ``message.result_ttl`` or ``result_ttl``). It is idempotent: the script keeps its reply
@@ -159,6 +166,8 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         self._registered: set[str] = set()
         self._interrupts = 0
         self._waiters: set[asyncio.Future[None]] = set()
+        self._idle_waiters: set[asyncio.Future[None]] = set()
+        self._alone_pending = False
         self._counters = BrokerCounters()
 
     def __repr__(self) -> str:
@@ -313,15 +322,25 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         bases = [self._base(q) for q in queue_list]
         deadline = time.monotonic() + max(wait, 0.0)
         interrupts = self._interrupts
+        if self._alone_pending:
+            # A last-chance job is running here, or one waits for this process to hold
+            # nothing: claim nothing more until every held job is finished.
+            if not await self._until_idle(wait):
+                return []
+            self._alone_pending = False
         while True:
             now = time.time()
             token = secrets.token_hex(8)
+            alone_ok = keeper.held == 0
             args = [now, limit, int(self.lease_ttl * 1000), token, self.max_lost]
-            args += [self._dead_ttl_ms, self.dead_letter_max]
+            args += [self._dead_ttl_ms, self.dead_letter_max, int(alone_ok)]
             reply = await self._retry(
                 "claim", self._call("claim", bases, args), max(wait, self.max_backoff)
             )
             good, bad = decode_claimed(reply, queue_list, token, self.max_message_size, now)
+            passed_over = int(reply[1]) == 1
+            if passed_over or any(self._last_chance(d) for d in good):
+                self._alone_pending = True
             if good:
                 keeper.hold((d.message.queue, d.message.id, d.token) for d in good)
             if bad:
@@ -334,12 +353,34 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
                 return []
             if bad:
                 continue
+            if passed_over:  # busy here: let the held jobs finish, then claim it alone
+                if not await self._until_idle(remaining):
+                    return []
+                self._alone_pending = False
+                continue
             block = min(remaining, self.reaper_interval)
             next_run = float(reply[0])
             if next_run >= 0:
                 block = min(block, max(next_run - time.time(), 0.0))
             if block > 0.001:
                 await self._wait_for_wake(queue_list, block)
+
+    def _last_chance(self, delivery: Delivery) -> bool:
+        return self.max_lost > 0 and delivery.lost >= self.max_lost
+
+    async def _until_idle(self, seconds: float) -> bool:
+        """Wait (at most ``seconds``, or until ``wake_claimers``) until no lease is held here."""
+        if self.keeper.held == 0:
+            return True
+        idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle_waiters.add(idle)
+        self._waiters.add(idle)
+        try:
+            await asyncio.wait((idle,), timeout=max(seconds, 0.0))
+        finally:
+            self._idle_waiters.discard(idle)
+            self._waiters.discard(idle)
+        return self.keeper.held == 0
 
     def wake_claimers(self) -> None:
         """Make every waiting ``claim`` of this broker return now (a stopping worker calls it)."""
@@ -382,6 +423,10 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         # Stop extending first: a lease the keeper extended while this (fenced) finish was on
         # its way would otherwise be reported as "lost" once the finish had removed it.
         self.keeper.release((o.delivery.message.queue, o.delivery.message.id) for o in outcomes)
+        if self._idle_waiters and self.keeper.held == 0:
+            for waiter in self._idle_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         applied = await self._finish(outcomes)
         for outcome, ok in zip(outcomes, applied, strict=True):
             if ok:

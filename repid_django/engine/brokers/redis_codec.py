@@ -106,7 +106,7 @@ def decode_claimed(
     """Split a claim reply into good deliveries and outcomes that bury the bad ones."""
     good: list[Delivery] = []
     bad: list[Outcome] = []
-    for i in range(1, len(reply), 4):
+    for i in range(2, len(reply), 4):
         queue = queues[int(reply[i]) - 1]
         message_id = text(reply[i + 1])
         lost = int(reply[i + 2])

@@ -1,11 +1,17 @@
--- claim: KEYS = queue bases; ARGV = now, limit, lease_ms, token, max_lost, dead_ttl_ms, dead_max.
+-- claim: KEYS = queue bases; ARGV = now, limit, lease_ms, token, max_lost, dead_ttl_ms, dead_max,
+-- alone_ok.
 -- Reaps expired leases, promotes due delayed messages, then leases up to `limit` ready messages
 -- (strict priority across the queues, FIFO within one).
--- Returns {next_run_at|-1, (queue index, id, lost, body)...}.
+-- A message on its last chance (max_lost > 0 and lost >= max_lost: one more expired lease buries
+-- it) is only leased alone, to a claimer that holds nothing else (alone_ok = '1'): its batch ends
+-- before it, and if the claimer is busy it stays where it is and the reply says so. So a job that
+-- kills its worker cannot take innocent jobs to the dead-letter queue with it.
+-- Returns {next_run_at|-1, last_chance_waiting (0/1), (queue index, id, lost, body)...}.
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local token = ARGV[4]
 local max_lost, ttl_ms, max = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local alone_ok = ARGV[8] == '1'
 local tnow = server_ms()
 local deadline = tnow + tonumber(ARGV[3])
 for q = 1, #KEYS do
@@ -13,29 +19,45 @@ for q = 1, #KEYS do
   promote(KEYS[q], now, 1000)
 end
 
-local out = { -1 }
+local out = { -1, 0 }
+local taken = 0
+-- Lease `id` (already out of the ready zset); false when the batch must end before it (it is
+-- put back at `score`).
 local function lease(q, id, score)
   local base = KEYS[q]
   local body = redis.call('HGET', base .. 'msgs', id)
   if not body then
     forget(base, id)
-    return
+    return true
+  end
+  local lost = tonumber(redis.call('HGET', base .. 'lost', id) or '0')
+  local last = max_lost > 0 and lost >= max_lost
+  if last and not (alone_ok and taken == 0) then
+    redis.call('ZADD', base .. 'ready', score, id)
+    out[2] = 1
+    return false
   end
   redis.call('HSET', base .. 'tokens', id, token .. ' ' .. score)
   redis.call('ZADD', base .. 'leases', deadline, id)
   out[#out + 1] = q
   out[#out + 1] = id
-  out[#out + 1] = tonumber(redis.call('HGET', base .. 'lost', id) or '0')
+  out[#out + 1] = lost
   out[#out + 1] = body
+  taken = taken + 1
+  return not last
 end
 
 if #KEYS == 1 then
   local popped = redis.call('ZPOPMIN', KEYS[1] .. 'ready', limit)
+  local stopped = false
   for i = 1, #popped, 2 do
-    lease(1, popped[i], popped[i + 1])
+    if stopped then
+      redis.call('ZADD', KEYS[1] .. 'ready', popped[i + 1], popped[i])
+    elseif not lease(1, popped[i], popped[i + 1]) then
+      stopped = true
+    end
   end
 else
-  local taken = 0
   while taken < limit do
     local best, best_id, best_score = nil, nil, nil
     for q = 1, #KEYS do
@@ -48,8 +70,9 @@ else
       break
     end
     redis.call('ZREM', KEYS[best] .. 'ready', best_id)
-    lease(best, best_id, best_score)
-    taken = taken + 1
+    if not lease(best, best_id, best_score) then
+      break
+    end
   end
 end
 
