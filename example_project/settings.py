@@ -28,6 +28,7 @@ ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1"
 INSTALLED_APPS = [
     # repid_django comes before any app that ships its own ``runworker`` (channels, daphne).
     "repid_django",
+    "daphne",  # its runserver serves WebSockets too (the live monitor)
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

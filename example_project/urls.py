@@ -1,4 +1,5 @@
-"""URLs of the example site: the shop at / and the admin console at /admin/."""
+"""URLs of the example site: the shop at /, the admin console at /admin/ and its live
+monitor at /admin/repid_django/monitor/ (before the admin's own URLs)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
+    path("admin/repid_django/monitor/", include("repid_django.monitor.urls")),
     path("admin/", admin.site.urls),
     path("", include("example_project.shop.urls")),
 ]
