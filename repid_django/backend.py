@@ -31,7 +31,7 @@ from typing import Any
 
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.exceptions import InvalidTask
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 from django.tasks.signals import task_enqueued
 
 from .backend_results import fetch, to_task_result
@@ -59,10 +59,10 @@ class RepidTaskBackend(BaseTaskBackend):
             try:
                 validate_queue_name(queue)
             except ValueError as exc:
-                raise InvalidTask(f"TASKS[{alias!r}]['QUEUES']: {exc}") from None
+                raise InvalidTaskBackend(f"TASKS[{alias!r}]['QUEUES']: {exc}") from None
         timeout = self.options.get("TIMEOUT", DEFAULT_TIMEOUT.total_seconds())
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise InvalidTask(
+            raise InvalidTaskBackend(
                 f"TASKS[{alias!r}]['OPTIONS']['TIMEOUT'] must be a positive number of seconds, "
                 f"got {timeout!r}"
             )

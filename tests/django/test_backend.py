@@ -11,11 +11,18 @@ from typing import Any
 import pytest
 import redis
 from django.tasks import TaskResultStatus, task_backends
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskResultMismatch
+from django.tasks.exceptions import (
+    InvalidTask,
+    InvalidTaskBackend,
+    TaskResultDoesNotExist,
+    TaskResultMismatch,
+)
 from django.tasks.signals import task_enqueued, task_finished, task_started
 
 from repid_django import Connection
 from repid_django.backend import RepidTaskBackend
+from repid_django.backend_results import TaskLost
+from repid_django.engine.brokers.base import DeadReason, Outcome, OutcomeKind
 from repid_django.runtime import build_worker
 from tests.django.testapp import dj_tasks
 
@@ -139,6 +146,34 @@ def test_failure_is_failed_with_class_path_and_traceback(
     with pytest.raises(ValueError, match="Task failed"):
         failed.return_value  # noqa: B018 - the property raises
     assert signals["finished"] == [(RepidTaskBackend, result.id, TaskResultStatus.FAILED)]
+
+
+def test_timeout_option_fails_the_run_as_a_timeout(
+    run_worker: Callable[..., str], settings: Any
+) -> None:
+    settings.TASKS = {"default": {**settings.TASKS["default"], "OPTIONS": {"TIMEOUT": 0.2}}}
+    result = dj_tasks.asleep.enqueue(30)
+    run_worker("--no-mirror")
+    failed = dj_tasks.asleep.get_result(result.id)
+    assert failed.status == TaskResultStatus.FAILED
+    assert failed.errors[0].exception_class_path == "builtins.TimeoutError"
+    assert "ran longer than its timeout of 0.2s" in failed.errors[0].traceback
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"OPTIONS": {"TIMEOUT": 0}}, r"\['TIMEOUT'\] must be a positive number of seconds"),
+        ({"QUEUES": ["bad{queue}"]}, r"\['QUEUES'\]: invalid queue name 'bad\{queue\}'"),
+    ],
+)
+def test_bad_backend_settings_are_clear(
+    settings: Any, params: dict[str, Any], message: str
+) -> None:
+    backend = "repid_django.backend.RepidTaskBackend"
+    settings.TASKS = {"default": {"BACKEND": backend, **params}}
+    with pytest.raises(InvalidTaskBackend, match=message):
+        task_backends["default"]
 
 
 def test_kwargs_and_allowed_other_queue(run_worker: Callable[..., str]) -> None:
@@ -278,3 +313,23 @@ async def test_running_state_while_a_worker_holds_it(aconnection: Connection) ->
     done = await wait_for_status(result.id, TaskResultStatus.SUCCESSFUL)
     assert done.return_value == "opened"
     await asyncio.wait_for(worker, 10)
+
+
+async def test_dead_letter_without_result_is_failed(aconnection: Connection) -> None:
+    """What the reaper does to a task whose workers keep dying: FAILED, with the reason."""
+    result = await dj_tasks.add.aenqueue(1, 2)
+    broker = aconnection.message_broker
+    (delivery,) = await broker.claim(["default"], 1, 0)
+    assert delivery.message.id == result.id
+    running = await dj_tasks.add.aget_result(result.id)
+    assert running.status == TaskResultStatus.RUNNING
+    lost = Outcome(
+        delivery, OutcomeKind.DEAD, reason=DeadReason.WORKER_LOST, error="lease expired 3 times"
+    )
+    assert await broker.finish([lost]) == [True]
+    failed = await dj_tasks.add.aget_result(result.id)
+    assert failed.status == TaskResultStatus.FAILED
+    assert failed.args == [1, 2]
+    (error,) = failed.errors
+    assert error.exception_class is TaskLost
+    assert "(worker_lost): lease expired 3 times" in error.traceback

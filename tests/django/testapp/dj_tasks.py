@@ -51,6 +51,11 @@ async def awhoami(context: TaskContext[Any, Any]) -> str:
     return context.task_result.id
 
 
+@task
+async def asleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
 @task(queue_name="other")
 def on_other(tag: str) -> str:
     return f"other:{tag}"
