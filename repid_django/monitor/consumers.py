@@ -56,8 +56,12 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # unty
 
     interval: float = DEFAULT_INTERVAL
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, interval: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if interval is not None:
+            if interval <= 0:
+                raise ValueError(f"interval must be positive seconds, not {interval!r}")
+            self.interval = float(interval)
         self._pusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 

@@ -145,6 +145,29 @@ async def test_a_refresh_message_asks_for_a_snapshot_now(socket: WebsocketCommun
     }
 
 
+async def test_the_period_is_set_where_the_route_is_declared(
+    staff: Headers, aconnection: Connection
+) -> None:
+    from django.urls import path
+
+    from repid_django.monitor.consumers import MonitorConsumer
+    from repid_django.monitor.routing import websocket_application
+
+    assert MonitorConsumer(interval=0.25).interval == 0.25
+    with pytest.raises(ValueError, match="positive"):
+        MonitorConsumer(interval=0)
+    app = websocket_application([path("ws/fast/", MonitorConsumer.as_asgi(interval=0.05))])
+    await aconnection.connect()
+    communicator = WebsocketCommunicator(app, "/ws/fast/", headers=staff)
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    try:
+        for _ in range(3):  # each within 0.8 s: the default 1 s period would not do
+            await communicator.receive_json_from(timeout=0.8)
+    finally:
+        await communicator.disconnect()
+
+
 async def refused(headers: Headers) -> dict[str, Any]:
     communicator = WebsocketCommunicator(application(), WS_PATH, headers=headers)
     try:
