@@ -43,8 +43,12 @@ def _build() -> Snapshot:
 
 
 async def _snapshot() -> Snapshot:
-    """A snapshot built in a thread (closing stale database connections around it)."""
-    snapshot: Snapshot = await database_sync_to_async(_build)()
+    """A snapshot built in a worker thread, closing stale database connections around it.
+
+    Not thread-sensitive: a slow broker read (up to its timeout when Redis is down) must not
+    hold up the one thread that the server's synchronous views share.
+    """
+    snapshot: Snapshot = await database_sync_to_async(_build, thread_sensitive=False)()
     return snapshot
 
 
@@ -73,11 +77,16 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # unty
         self._pusher = asyncio.create_task(self._push())
 
     async def _push(self) -> None:
-        while True:
-            await self.send_json(await _snapshot())
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+        try:
+            while True:
+                await self.send_json(await _snapshot())
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the socket went away under us: nothing left to push to
+            logger.debug("monitor: stopped pushing snapshots", exc_info=True)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "refresh":
