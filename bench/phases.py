@@ -64,6 +64,8 @@ def enqueue(
     }
 
 
+STALL = 45.0  # seconds without a job done (start-up included) before a work phase fails
+
 SCRIPTS = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro")
 
 
@@ -106,12 +108,18 @@ def work(
     sampler = RssSampler([w.proc.pid for w in workers])
     sampler.start()
     recorder = Recorder(workers[0].proc.pid, profile) if profile else None
+    progressed, seen = started, -1
     try:
         while True:
             done, first, last = _progress(t.ctl)
+            now = time.monotonic()
             if done >= n:
                 break
-            if time.monotonic() - started > timeout:
+            if done != seen:
+                progressed, seen = now, done
+            if now - progressed > STALL:
+                raise PhaseError(f"stalled: {done}/{n} jobs, none for {STALL:.0f} s")
+            if now - started > timeout:
                 raise PhaseError(f"timeout: {done}/{n} jobs processed in {timeout:.0f} s")
             dead = [w for w in workers if w.proc.poll() is not None]
             if dead:

@@ -26,7 +26,7 @@ def one_run(t: Target, lib: Library, jobs: int, lat_k: int) -> dict[str, Any]:
         enqueue_scripts=enq["scripts_per_job"],
         enqueue_commands=enq["commands"],
     )
-    wrk = phases.work(t, jobs, timeout=60 + jobs / 50)
+    wrk = phases.work(t, jobs, timeout=120 + jobs / 10)
     out.update(
         work_rate=wrk["rate"],
         work_cmds=wrk["cmds_per_job"],
