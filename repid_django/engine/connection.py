@@ -111,6 +111,8 @@ class Connection:
         """Await ``work()`` on the loop that owns this connection, opening it if needed."""
         here = asyncio.get_running_loop()
         owner = self._loop
+        if owner is here and self._connected:  # the common case: open on this loop already
+            return await work()
         if owner is None or owner is here or owner.is_closed() or not owner.is_running():
             await self.connect()
             return await work()

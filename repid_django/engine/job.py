@@ -7,14 +7,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from .connection import Call, Connection, run_anywhere
-from .message import Message, new_id
+from .message import Message, new_id, new_ids, new_message
 from .priorities import PrioritiesT, validate_priority
 from .queue import Queue
 from .results import JobResult
-from .serializer import JSON, check_json
+from .serializer import JSON, check_json, is_plain_flat
 
 DEFAULT_TIMEOUT = timedelta(minutes=10)
 DEFAULT_RESULT_TTL = timedelta(days=1)
+_DEFAULT_TIMEOUT_S = DEFAULT_TIMEOUT.total_seconds()
+_DEFAULT_RESULT_TTL_S = DEFAULT_RESULT_TTL.total_seconds()
+_MEDIUM = PrioritiesT.MEDIUM
 
 
 def _seconds(
@@ -78,7 +81,7 @@ class Job:
             raise ValueError(f"Job name must be a non-empty str (the actor's name), got {name!r}")
         self.name = name
         self.queue = queue if isinstance(queue, Queue) else Queue(queue)
-        self.priority = validate_priority(priority)
+        self.priority = 0 if priority is _MEDIUM else validate_priority(priority)
         if id_ is not None and (not isinstance(id_, str) or not id_ or len(id_) > 200):
             raise ValueError(f"id_ must be a non-empty str of at most 200 chars, got {id_!r}")
         self.id_ = id_
@@ -91,7 +94,10 @@ class Job:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
         self.retries = retries
-        self.timeout = _seconds(timeout, "timeout") or DEFAULT_TIMEOUT.total_seconds()
+        if timeout is DEFAULT_TIMEOUT:
+            self.timeout = _DEFAULT_TIMEOUT_S
+        else:
+            self.timeout = _seconds(timeout, "timeout") or _DEFAULT_TIMEOUT_S
         if isinstance(deferred_until, datetime):
             self.deferred_until: float | None = deferred_until.timestamp()
         elif deferred_until is None or (
@@ -102,10 +108,13 @@ class Job:
             raise TypeError(
                 f"deferred_until must be a datetime or a timestamp, got {deferred_until!r}"
             )
-        self.deferred_by = _seconds(deferred_by, "deferred_by")
-        self.ttl = _seconds(ttl, "ttl")
+        self.deferred_by = None if deferred_by is None else _seconds(deferred_by, "deferred_by")
+        self.ttl = None if ttl is None else _seconds(ttl, "ttl")
         self.store_result = bool(store_result)
-        self.result_ttl = _seconds(result_ttl, "result_ttl")
+        if result_ttl is DEFAULT_RESULT_TTL:
+            self.result_ttl: float | None = _DEFAULT_RESULT_TTL_S
+        else:
+            self.result_ttl = _seconds(result_ttl, "result_ttl")
         self._connection = connection
         self.last_id: str | None = id_
 
@@ -119,39 +128,45 @@ class Job:
 
     def to_message(self, now: float | None = None) -> Message:
         """Build the next message of this job (checks the arguments: ``TypeError`` if not JSON)."""
-        if self.args is not None:
-            if isinstance(self.args, dict):
-                for key in self.args:
-                    if not isinstance(key, str):
-                        raise TypeError(f"args key {key!r} of job {self.name!r} must be a str")
-            items: Iterable[tuple[object, JSON]] = (
-                self.args.items() if isinstance(self.args, dict) else enumerate(self.args)
-            )
-            for place, value in items:
-                try:
-                    check_json(value, f"args[{place!r}]")
-                except TypeError as exc:
-                    raise TypeError(f"job {self.name!r}: {exc}") from None
-        now = time.time() if now is None else now
+        return self._message(time.time() if now is None else now, self.id_ or new_id())
+
+    def _message(self, now: float, message_id: str) -> Message:
+        args = self.args
+        if args is not None and not is_plain_flat(args):
+            self._check_args(args)
         run_at = self.deferred_until
         if run_at is None and self.deferred_by is not None:
             run_at = now + self.deferred_by
-        return Message(
-            id=self.id_ or new_id(),
-            actor=self.name,
-            queue=self.queue.name,
-            priority=self.priority,
-            args=self.args,
-            retries=self.retries,
-            timeout=self.timeout,
-            ttl=self.ttl,
-            run_at=run_at,
-            deferred_by=self.deferred_by,
-            store_result=self.store_result,
-            result_ttl=self.result_ttl,
-            unique=self.id_ is not None,
-            enqueued_at=now,
+        return new_message(
+            message_id,
+            self.name,
+            self.queue.name,
+            self.priority,
+            args,
+            self.retries,
+            self.timeout,
+            self.ttl,
+            run_at,
+            self.deferred_by,
+            self.store_result,
+            self.result_ttl,
+            self.id_ is not None,
+            now,
         )
+
+    def _check_args(self, args: dict[str, JSON] | Sequence[JSON]) -> None:
+        if isinstance(args, dict):
+            for key in args:
+                if not isinstance(key, str):
+                    raise TypeError(f"args key {key!r} of job {self.name!r} must be a str")
+        items: Iterable[tuple[object, JSON]] = (
+            args.items() if isinstance(args, dict) else enumerate(args)
+        )
+        for place, value in items:
+            try:
+                check_json(value, f"args[{place!r}]")
+            except TypeError as exc:
+                raise TypeError(f"job {self.name!r}: {exc}") from None
 
     def enqueue(self) -> Call[str]:
         """Send one run of this job; the :class:`Call` resolves to the message id.
@@ -185,7 +200,9 @@ class Job:
 
 def enqueue_many(jobs: Sequence[Job], connection: Connection | None = None) -> Call[list[str]]:
     """Send one run of each job in a single broker round trip; resolves to their message ids."""
-    messages = [job.to_message() for job in jobs]
+    ids = new_ids(len(jobs))
+    clock = time.time
+    messages = [job._message(clock(), job.id_ or ids[i]) for i, job in enumerate(jobs)]
     for job, message in zip(jobs, messages, strict=True):
         job.last_id = message.id
 

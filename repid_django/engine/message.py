@@ -7,8 +7,9 @@ so malformed data is dead-lettered instead of crashing a worker.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,9 +29,24 @@ class MessageDecodeError(ValueError):
         self.detail = detail
 
 
+# uuid4 bits: clear the version and variant bits, then set version 4 and the RFC 4122 variant.
+_UUID4_KEEP = ~(0xF000 << 64) & ~(0xC000 << 48)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_id() -> str:
-    """A fresh message id (``uuid4().hex``)."""
-    return uuid.uuid4().hex
+    """A fresh message id: the same text as ``uuid.uuid4().hex``, without the UUID object."""
+    return "%032x" % ((int.from_bytes(os.urandom(16)) & _UUID4_KEEP) | _UUID4_SET)
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` fresh message ids (as :func:`new_id`) from one read of the OS random source."""
+    raw = os.urandom(16 * count)
+    keep, set_ = _UUID4_KEEP, _UUID4_SET
+    return [
+        "%032x" % ((int.from_bytes(raw[i : i + 16]) & keep) | set_)
+        for i in range(0, 16 * count, 16)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +111,71 @@ class Message:
             "unknown_count": self.unknown_count,
             "enqueued_at": self.enqueued_at,
         }
+
+
+_new = object.__new__
+
+
+def _setter(name: str) -> Callable[[Message, Any], None]:
+    """The slot's own setter: it bypasses the frozen ``__setattr__``."""
+    setter: Callable[[Message, Any], None] = getattr(Message, name).__set__
+    return setter
+
+
+_set_id = _setter("id")
+_set_actor = _setter("actor")
+_set_queue = _setter("queue")
+_set_priority = _setter("priority")
+_set_args = _setter("args")
+_set_retries = _setter("retries")
+_set_attempt = _setter("attempt")
+_set_timeout = _setter("timeout")
+_set_ttl = _setter("ttl")
+_set_run_at = _setter("run_at")
+_set_deferred_by = _setter("deferred_by")
+_set_store_result = _setter("store_result")
+_set_result_ttl = _setter("result_ttl")
+_set_unique = _setter("unique")
+_set_unknown_count = _setter("unknown_count")
+_set_enqueued_at = _setter("enqueued_at")
+
+
+def new_message(  # noqa: PLR0917 - one parameter per field, in field order
+    id: str,
+    actor: str,
+    queue: str,
+    priority: int,
+    args: JSON,
+    retries: int,
+    timeout: float,
+    ttl: float | None,
+    run_at: float | None,
+    deferred_by: float | None,
+    store_result: bool,
+    result_ttl: float | None,
+    unique: bool,
+    enqueued_at: float,
+) -> Message:
+    """``Message(...)`` with ``attempt=0`` and ``unknown_count=0``, without the dataclass
+    ``__init__``'s keyword handling and frozen ``__setattr__`` (the enqueue hot path)."""
+    message: Message = _new(Message)
+    _set_id(message, id)
+    _set_actor(message, actor)
+    _set_queue(message, queue)
+    _set_priority(message, priority)
+    _set_args(message, args)
+    _set_retries(message, retries)
+    _set_attempt(message, 0)
+    _set_timeout(message, timeout)
+    _set_ttl(message, ttl)
+    _set_run_at(message, run_at)
+    _set_deferred_by(message, deferred_by)
+    _set_store_result(message, store_result)
+    _set_result_ttl(message, result_ttl)
+    _set_unique(message, unique)
+    _set_unknown_count(message, 0)
+    _set_enqueued_at(message, enqueued_at)
+    return message
 
 
 def encode(message: Message) -> bytes:

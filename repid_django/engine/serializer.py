@@ -33,6 +33,34 @@ def loads(data: bytes | str) -> JSON:
     return json.loads(data)
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+"""Exact types that are always plain JSON (subclasses, e.g. enums, take the full check)."""
+
+
+def is_plain_flat(value: dict[Any, Any] | list[Any]) -> bool:
+    """True when ``value`` is a ``dict`` with ``str`` keys or a ``list`` whose items are all of
+    the exact types str, int, bool, None or finite float: a cheap check that never accepts what
+    :func:`check_json` refuses (``False`` only means "take the full check")."""
+    plain = _PLAIN
+    if type(value) is dict:
+        for key in value:
+            if type(key) is not str:
+                return False
+        items: Any = value.values()
+    elif type(value) is list:
+        items = value
+    else:
+        return False
+    for item in items:
+        kind = type(item)
+        if kind in plain:
+            continue
+        if kind is float and item - item == 0.0:  # inf - inf and nan - nan are nan
+            continue
+        return False
+    return True
+
+
 def check_json(value: object, where: str) -> None:
     """Raise ``TypeError`` naming the first part of ``value`` that JSON cannot carry.
 
