@@ -185,7 +185,7 @@ def encode(message: Message) -> bytes:
 
 def encode_checked(message: Message, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> bytes:
     """Encode for enqueue; ``ValueError`` naming the job when the body is over ``max_size``."""
-    body = encode(message)
+    body = dumps(message.to_dict())
     if len(body) > max_size:
         raise ValueError(
             f"job {message.actor!r} is {len(body)} bytes encoded, over the broker's limit of "

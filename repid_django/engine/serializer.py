@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 try:  # pragma: no cover - depends on the environment
@@ -19,11 +20,12 @@ JSON = Any
 """A value made of dict (str keys), list, str, int, float, bool and None."""
 
 
-def dumps(value: JSON) -> bytes:
-    """Encode an already validated JSON value to bytes."""
-    if _orjson is not None:
-        return _orjson.dumps(value)
+def _json_dumps(value: JSON) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+dumps: Callable[[JSON], bytes] = _json_dumps if _orjson is None else _orjson.dumps
+"""Encode an already validated JSON value to bytes (``orjson.dumps`` itself when installed)."""
 
 
 def loads(data: bytes | str) -> JSON:
