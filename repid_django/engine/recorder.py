@@ -92,7 +92,14 @@ class Recorder:
                 if self._closing:
                     return
                 continue
-            if self._window > 0 and len(self.pending) < self._batch_max and not self._closing:
+            if (
+                self._window > 0
+                and len(self.pending) < self._batch_max
+                and not self._closing
+                and self._runner.busy
+            ):
+                # More outcomes are on their way: gather them into this batch. With nothing
+                # else running (an idle worker), finish at once: no latency is added.
                 await asyncio.sleep(self._window)
             batch, self.pending = self.pending, []
             self.finishing = True

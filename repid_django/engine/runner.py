@@ -292,6 +292,11 @@ class _Runner:
             self._start(*self._buffer.popleft())
         self._wakeup.set()
 
+    @property
+    def busy(self) -> bool:
+        """True while jobs run or wait for a free slot in this worker."""
+        return bool(self._tasks or self._buffer)
+
     def _settled(self) -> bool:
         return not (self._tasks or self._buffer) and self._recorder.idle
 
