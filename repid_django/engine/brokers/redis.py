@@ -298,14 +298,15 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         self._registered.update(new_queues)
         written = [False] * len(messages)
         for (positions, _), reply in zip(groups.values(), replies, strict=True):
-            for position, ok in zip(positions, reply, strict=True):
-                written[position] = bool(ok)
+            # One byte per message: b"1" written, b"0" already there (see lua/enqueue.lua).
+            for position, flag in zip(positions, bytes(reply), strict=True):
+                written[position] = flag == 49
         self._counters.enqueued += sum(written)
         return written
 
     async def _enqueue_groups(
         self, groups: dict[str, tuple[list[int], list[Any]]], new_queues: list[str]
-    ) -> list[list[int]]:
+    ) -> list[bytes]:
         if len(groups) == 1 and not new_queues:
             ((queue, (_, args)),) = groups.items()
             return [await self._script("enqueue", [self._base(queue)], args)]

@@ -15,10 +15,13 @@ local function fmt(n)
 end
 
 -- Score in the ready zset: strict priority first (higher priority = lower score), then FIFO.
+local function score_of(pri, seq)
+  return fmt((100 - pri) * PRI_SPAN + seq)
+end
+
 local function ready_score(base, id)
   local pri = tonumber(redis.call('HGET', base .. 'pri', id) or '0') or 0
-  local seq = redis.call('INCR', base .. 'seq')
-  return fmt((100 - pri) * PRI_SPAN + seq)
+  return score_of(pri, redis.call('INCR', base .. 'seq'))
 end
 
 -- Make sure at least n wake tokens wait in the wake list (blocked claimers BLPOP it).
