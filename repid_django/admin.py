@@ -349,21 +349,7 @@ class WorkerRecordAdmin(ConsoleAdmin):
     )
     list_filter = (AliveFilter, "state", "host")
     search_fields = ("^worker_id", "^host")
-    fields = (
-        "worker_id",
-        "host",
-        "pid",
-        "liveness",
-        "heartbeat",
-        "state",
-        "queue_list",
-        "concurrency",
-        "running",
-        "processed",
-        "failed",
-        "started_at",
-        "last_heartbeat",
-    )
+    fields = (*list_display, "last_heartbeat")
     readonly_fields = ("liveness", "heartbeat", "queue_list")
 
     @admin.display(description="alive")

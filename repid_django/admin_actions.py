@@ -54,15 +54,20 @@ def _confirm_selected(
 # ------------------------------------------------------------------------- dead letters
 
 
+def _ids_by_queue(queryset: QuerySet[DeadLetterRecord]) -> list[tuple[str, list[str]]]:
+    """The selected dead letters' job ids, grouped by queue (one engine call per queue)."""
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    for queue, job_id in queryset.values_list("queue", "job_id"):
+        by_queue[queue].append(job_id)
+    return sorted(by_queue.items())
+
+
 @admin.action(description="Requeue selected dead letters", permissions=["manage"])
 def requeue_selected(
     model_admin: Admin, request: HttpRequest, queryset: QuerySet[DeadLetterRecord]
 ) -> None:
-    by_queue: dict[str, list[str]] = defaultdict(list)
-    for queue, job_id in queryset.values_list("queue", "job_id"):
-        by_queue[queue].append(job_id)
     try:
-        for queue, ids in sorted(by_queue.items()):
+        for queue, ids in _ids_by_queue(queryset):
             say_requeued(request, ops.requeue_dead(queue, ids))
     except ops.BrokerUnavailable as exc:
         report_unavailable(request, exc)
@@ -84,11 +89,8 @@ def purge_selected(
                 "cannot be requeued afterwards. Their records stay here, marked purged."
             ),
         )
-    by_queue: dict[str, list[str]] = defaultdict(list)
-    for queue, job_id in queryset.values_list("queue", "job_id"):
-        by_queue[queue].append(job_id)
     try:
-        count = sum(ops.purge_dead(queue, ids) for queue, ids in sorted(by_queue.items()))
+        count = sum(ops.purge_dead(queue, ids) for queue, ids in _ids_by_queue(queryset))
         messages.success(request, f"Deleted {count} dead letter(s) from the broker.")
     except ops.BrokerUnavailable as exc:
         report_unavailable(request, exc)

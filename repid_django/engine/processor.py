@@ -23,6 +23,7 @@ from typing import Any
 
 from .actor import Actor
 from .brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
+from .message import Message
 from .results import JobResult
 from .retry import default_retry_policy
 from .serializer import JSON, check_json, dumps, loads
@@ -78,6 +79,29 @@ def run_in_child(fn: Callable[..., Any], payload: bytes, actor: str) -> tuple[bo
 
 def _stamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def _result(
+    message: Message,
+    started: float,
+    finished: float,
+    *,
+    data: JSON = None,
+    error: str | None = None,
+    timed_out: bool = False,
+) -> JobResult:
+    """The stored result of one run: a success with ``data``, or a failure with ``error``."""
+    return JobResult(
+        job_id=message.id,
+        actor=message.actor,
+        success=error is None,
+        data=data,
+        exception=error,
+        started_when=_stamp(started),
+        finished_when=_stamp(finished),
+        attempt=message.attempt,
+        timed_out=timed_out,
+    )
 
 
 class Processor:
@@ -138,19 +162,9 @@ class Processor:
             return self._failed(delivery, actor, started, error_text(exc))
         except Exception as exc:
             return self._failed(delivery, actor, started, error_text(exc))
-        result = None
-        if message.store_result:
-            result = JobResult(
-                job_id=message.id,
-                actor=message.actor,
-                success=True,
-                data=value,
-                exception=None,
-                started_when=_stamp(started),
-                finished_when=_stamp(time.time()),
-                attempt=message.attempt,
-            )
-        run_at = None if message.deferred_by is None else time.time() + message.deferred_by
+        now = time.time()
+        result = _result(message, started, now, data=value) if message.store_result else None
+        run_at = None if message.deferred_by is None else now + message.deferred_by
         return Outcome(delivery, OutcomeKind.ACK, result=result, run_at=run_at)
 
     async def _invoke(self, actor: Actor, args: JSON) -> Any:
@@ -204,17 +218,7 @@ class Processor:
         message = delivery.message
         result = None
         if message.store_result:
-            result = JobResult(
-                job_id=message.id,
-                actor=message.actor,
-                success=False,
-                data=None,
-                exception=error,
-                started_when=_stamp(started),
-                finished_when=_stamp(now),
-                attempt=message.attempt,
-                timed_out=timed_out,
-            )
+            result = _result(message, started, now, error=error, timed_out=timed_out)
         run_at = None if message.deferred_by is None else now + message.deferred_by
         return Outcome(
             delivery, OutcomeKind.DEAD, result=result, run_at=run_at, reason=reason, error=error
