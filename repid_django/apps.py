@@ -14,10 +14,11 @@ class RepidConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the system checks (import side effect, the Django idiom).
-        from . import checks, client, discovery
+        from . import checks, connection
+        from .worker import discovery
 
         del checks
         # The process's default connection: built now, opened on first use (nothing connects
         # here, so `migrate` or `check` never touch Redis).
-        client.install_if_valid()
+        connection.install_if_valid()
         discovery.autodiscover()

@@ -72,7 +72,7 @@ def check_app_order(app_configs: Sequence[AppConfig] | None = None, **kwargs: An
 def check_duplicate_actors(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[Any]:
-    from .discovery import registry
+    from .worker.discovery import registry
 
     return [
         checks.Warning(
@@ -108,7 +108,7 @@ def probe_redis(url: str, timeout: float = 3.0) -> list[Any]:
     """W001 when ``url`` cannot be reached, W002 when it may evict keys."""
     import redis
 
-    from .engine.brokers.redis_url import RedisOptions, redact_url
+    from .engine.brokers.redis.url import RedisOptions, redact_url
 
     options = RedisOptions(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:

@@ -28,20 +28,20 @@ from typing import Any, overload
 
 from django.db import transaction
 
-from .discovery import registry
 from .engine.actor import Actor
 from .engine.connection import Call, Connection
 from .engine.job import DEFAULT_RESULT_TTL, DEFAULT_TIMEOUT, Job
 from .engine.priorities import PrioritiesT
 from .engine.retry import RetryPolicyT
 from .engine.serializer import JSON
+from .worker.discovery import registry
 
 __all__ = ["ActorFunction", "BoundJob", "actor", "enqueue_on_commit", "get_connection"]
 
 
 def get_connection() -> Connection:
     """The process's default connection (built from ``settings.REPID``)."""
-    from .client import get_default_connection
+    from .connection import get_default_connection
 
     return get_default_connection()
 

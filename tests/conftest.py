@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from repid_django.engine.brokers.base import MessageBroker
-from repid_django.engine.brokers.memory import InMemoryMessageBroker
-from repid_django.engine.brokers.redis import RedisMessageBroker
+from repid_django.engine.brokers.memory.broker import InMemoryMessageBroker
+from repid_django.engine.brokers.redis.broker import RedisMessageBroker
 
 from .redis_server import RedisServer, embedded_binary
 

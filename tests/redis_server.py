@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from repid_django.engine.embedded import redis_server_binary
+from repid_django.engine.brokers.embedded import redis_server_binary
 
 SYSTEM_BINARY = "/usr/bin/redis-server"
 

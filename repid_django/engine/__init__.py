@@ -12,16 +12,16 @@ from .brokers import (
     QueueStats,
     ResultBroker,
 )
-from .brokers.redis import RedisMessageBroker
+from .brokers.redis.broker import RedisMessageBroker
 from .connection import Call, Connection, Repid, get_connection, set_default_connection
-from .events import EventKind, JobEvent, WorkerInfo, WorkerListener
 from .job import Job, enqueue_many
 from .priorities import PrioritiesT
 from .queue import Queue
 from .results import JobResult
 from .retry import RetryPolicyT, default_retry_policy_factory
 from .router import Router
-from .worker import Worker
+from .worker.events import EventKind, JobEvent, WorkerInfo, WorkerListener
+from .worker.worker import Worker
 
 __all__ = [
     "Actor",

@@ -18,7 +18,7 @@ from typing import Any
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from ..admin_display import error_summary
+from ..admin.display import error_summary
 from ..engine.brokers.base import MessageBroker, QueueStats
 from ..engine.connection import get_connection
 from ..models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord, WorkerRecord
@@ -114,7 +114,7 @@ def throughput(now: datetime, window: int = THROUGHPUT_WINDOW) -> dict[str, Any]
 
 def workers(now: datetime, limit: int = RECENT * 5) -> dict[str, Any]:
     """Workers by latest heartbeat, each alive or dead (see ``admin_filters.alive_within``)."""
-    from ..admin_filters import alive_within
+    from ..admin.filters import alive_within
 
     within = alive_within()
     items = [

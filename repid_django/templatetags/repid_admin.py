@@ -10,8 +10,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from .. import ops
-from ..admin_display import STATUS_TONES, age, error_summary
-from ..engine.brokers.redis_url import redact_url
+from ..admin.display import STATUS_TONES, age, error_summary
+from ..engine.brokers.redis.url import redact_url
 from ..models import DeadLetterRecord, JobRecord, JobStatus, WorkerRecord
 
 register = template.Library()
@@ -29,8 +29,8 @@ def broker_label() -> str:
 
 @register.inclusion_tag("admin/repid_django/dashboard.html", takes_context=True)
 def repid_dashboard(context: template.Context) -> dict[str, Any]:
-    from ..admin_filters import alive_within
-    from ..admin_views import can_manage
+    from ..admin.filters import alive_within
+    from ..admin.views import can_manage
 
     request = context["request"]
     depths = ops.queue_depths()

@@ -20,10 +20,10 @@ from django.tasks.exceptions import (
 from django.tasks.signals import task_enqueued, task_finished, task_started
 
 from repid_django import Connection
-from repid_django.backend import RepidTaskBackend
-from repid_django.backend_results import TaskLost
 from repid_django.engine.brokers.base import DeadReason, Outcome, OutcomeKind
-from repid_django.runtime import build_worker
+from repid_django.tasks_backend.backend import RepidTaskBackend
+from repid_django.tasks_backend.results import TaskLost
+from repid_django.worker.build import build_worker
 from tests.django.testapp import dj_tasks
 
 

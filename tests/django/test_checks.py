@@ -9,9 +9,9 @@ import redis
 from django.core import checks
 from django.core.checks import run_checks
 
-from repid_django import discovery
-from repid_django.discovery import ActorRegistry, DuplicateActorWarning
 from repid_django.engine.actor import Actor
+from repid_django.worker import discovery
+from repid_django.worker.discovery import ActorRegistry, DuplicateActorWarning
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.django_db

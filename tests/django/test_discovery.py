@@ -9,14 +9,14 @@ import pytest
 from django.apps import AppConfig, apps
 
 from repid_django import Queue
-from repid_django.discovery import (
+from repid_django.engine.actor import Actor
+from repid_django.worker.discovery import (
     ActorRegistry,
     DuplicateActorWarning,
     TasksImportError,
     import_tasks,
     project_router,
 )
-from repid_django.engine.actor import Actor
 from tests.django.testapp import tasks
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from repid_django import Job
 from repid_django.engine.brokers.base import DeadReason
-from repid_django.engine.events import EventKind, JobEvent, WorkerInfo
 from repid_django.engine.message import Message
 from repid_django.engine.results import JobResult
-from repid_django.mirror import OrmMirror
+from repid_django.engine.worker.events import EventKind, JobEvent, WorkerInfo
+from repid_django.mirror.listener import OrmMirror
 from repid_django.models import (
     DeadLetterRecord,
     JobRecord,

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from repid_django import client, conf
+from repid_django import conf
+from repid_django import connection as client
 
 
 def test_defaults_apply_to_keys_not_set(settings: Any, redis_url: str) -> None:

@@ -17,7 +17,7 @@ import time
 import redis.asyncio as aredis
 
 from repid_django import Connection, Repid, Router, Worker
-from repid_django.engine.brokers.redis import RedisMessageBroker
+from repid_django.engine.brokers.redis.broker import RedisMessageBroker
 
 
 def build(url: str, prefix: str) -> Router:

@@ -22,7 +22,7 @@ from typing import IO
 import pytest
 import redis
 
-from repid_django.engine.brokers.redis import RedisMessageBroker
+from repid_django.engine.brokers.redis.broker import RedisMessageBroker
 from repid_django.engine.job import Job
 from repid_django.engine.priorities import PrioritiesT
 

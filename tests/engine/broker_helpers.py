@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from repid_django.engine.brokers.base import MessageBroker
-from repid_django.engine.brokers.memory import InMemoryMessageBroker
-from repid_django.engine.brokers.redis import RedisMessageBroker
+from repid_django.engine.brokers.memory.broker import InMemoryMessageBroker
+from repid_django.engine.brokers.redis.broker import RedisMessageBroker
 from repid_django.engine.message import Message
 
 _raw_ids = itertools.count()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from repid_django.engine.brokers.base import DeadReason, Outcome, OutcomeKind
-from repid_django.engine.brokers.redis import RedisMessageBroker
-from repid_django.engine.embedded import stop_embedded_redis
+from repid_django.engine.brokers.embedded import stop_embedded_redis
+from repid_django.engine.brokers.redis.broker import RedisMessageBroker
 
 from ..redis_server import RedisServer
 from .broker_helpers import msg, put_raw

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from repid_django.engine.brokers.base import DeadReason, Outcome, OutcomeKind
-from repid_django.engine.brokers.redis import RedisMessageBroker
+from repid_django.engine.brokers.redis.broker import RedisMessageBroker
 from repid_django.engine.results import JobResult
 
 from .broker_helpers import msg

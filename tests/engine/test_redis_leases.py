@@ -12,9 +12,9 @@ import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from repid_django.engine.brokers import redis_scripts
 from repid_django.engine.brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
-from repid_django.engine.brokers.redis import RedisMessageBroker
+from repid_django.engine.brokers.redis import scripts as redis_scripts
+from repid_django.engine.brokers.redis.broker import RedisMessageBroker
 from repid_django.engine.results import JobResult
 
 from .broker_helpers import msg

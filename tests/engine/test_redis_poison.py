@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from repid_django.engine.brokers.base import DeadReason
-from repid_django.engine.brokers.redis import RedisMessageBroker
+from repid_django.engine.brokers.redis.broker import RedisMessageBroker
 from repid_django.engine.message import encode
 
 from .broker_helpers import msg, put_raw

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from repid_django.engine.brokers.redis import RedisMessageBroker, redact_url
-from repid_django.engine.brokers.redis_url import RedisOptions
+from repid_django.engine.brokers.redis.broker import RedisMessageBroker, redact_url
+from repid_django.engine.brokers.redis.url import RedisOptions
 
 from ..redis_server import RedisServer
 

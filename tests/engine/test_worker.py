@@ -558,7 +558,7 @@ async def test_cancelling_the_worker_task_returns_its_jobs_at_once(
 async def test_an_actor_that_swallows_cancellation_cannot_hang_shutdown(
     broker: InMemoryMessageBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("repid_django.engine.runner.CANCEL_WAIT", 0.05)
+    monkeypatch.setattr("repid_django.engine.worker.runner.CANCEL_WAIT", 0.05)
     release = asyncio.Event()
     worker = quiet(messages_limit=1, graceful_shutdown_time=0.01)
 
@@ -578,7 +578,7 @@ async def test_an_actor_that_swallows_cancellation_cannot_hang_shutdown(
 
 @pytest.mark.usefixtures("conn", "queue")
 async def test_a_hung_listener_cannot_hang_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("repid_django.engine.runner.LISTENER_STOP_WAIT", 0.05)
+    monkeypatch.setattr("repid_django.engine.worker.runner.LISTENER_STOP_WAIT", 0.05)
 
     class Hung:
         async def on_events(self, events: Sequence[JobEvent]) -> None:

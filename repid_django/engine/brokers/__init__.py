@@ -10,7 +10,7 @@ from .base import (
     QueueStats,
     ResultBroker,
 )
-from .memory import InMemoryMessageBroker
+from .memory.broker import InMemoryMessageBroker
 
 __all__ = [
     "DeadLetter",

@@ -18,12 +18,12 @@ from django.db import connections
 from django.utils import autoreload
 
 from repid_django import conf
+from repid_django.engine.brokers.embedded import EmbeddedRedisError
 from repid_django.engine.connection import Repid
-from repid_django.engine.embedded import EmbeddedRedisError
 from repid_django.engine.queue import validate_queue_name
-from repid_django.engine.signals import DEFAULT_SIGNALS
-from repid_django.engine.signals import install as install_signals
-from repid_django.engine.worker import Worker
+from repid_django.engine.worker.signals import DEFAULT_SIGNALS
+from repid_django.engine.worker.signals import install as install_signals
+from repid_django.engine.worker.worker import Worker
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -129,9 +129,9 @@ class Command(BaseCommand):
         return EXIT_OK
 
     def _build(self, options: dict[str, Any]) -> Worker:
-        from repid_django.client import build_connection
-        from repid_django.mirror import ensure_mirror_tables
-        from repid_django.runtime import build_worker
+        from repid_django.connection import build_connection
+        from repid_django.mirror.listener import ensure_mirror_tables
+        from repid_django.worker.build import build_worker
 
         mirror = conf.get_settings().mirror if options["mirror"] is None else options["mirror"]
         if mirror:

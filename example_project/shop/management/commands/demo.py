@@ -28,8 +28,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from repid_django import Job
 from repid_django.conf import get_settings
-from repid_django.engine.brokers.redis_url import redact_url
-from repid_django.engine.embedded import embedded_url, ensure_embedded_redis, stop_embedded_redis
+from repid_django.engine.brokers.embedded import (
+    embedded_url,
+    ensure_embedded_redis,
+    stop_embedded_redis,
+)
+from repid_django.engine.brokers.redis.url import redact_url
 from repid_django.models import JobRecord, JobStatus
 
 DEMO_USER = "admin"

@@ -23,8 +23,8 @@ from types import ModuleType
 from django.apps import AppConfig, apps
 from django.utils.module_loading import module_has_submodule
 
-from .engine.actor import Actor
-from .engine.router import Router
+from ..engine.actor import Actor
+from ..engine.router import Router
 
 logger = logging.getLogger("repid_django")
 

@@ -21,12 +21,12 @@ from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
 
-from .actor import Actor
-from .brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
-from .message import Message
-from .results import JobResult
-from .retry import default_retry_policy
-from .serializer import JSON, check_json, dumps, loads
+from ..actor import Actor
+from ..brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
+from ..message import Message
+from ..results import JobResult
+from ..retry import default_retry_policy
+from ..serializer import JSON, check_json, dumps, loads
 
 logger = logging.getLogger("repid_django.worker")
 

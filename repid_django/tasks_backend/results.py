@@ -23,13 +23,13 @@ from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 
-from .backend_worker import NOTE_PREFIX, Payload, task_for
-from .engine.brokers.redis import RedisMessageBroker
-from .engine.brokers.redis_keys import queue_base, result_key
-from .engine.connection import Connection
-from .engine.message import MessageDecodeError, decode
-from .engine.results import JobResult
-from .engine.serializer import loads
+from ..engine.brokers.redis.broker import RedisMessageBroker
+from ..engine.brokers.redis.keys import queue_base, result_key
+from ..engine.connection import Connection
+from ..engine.message import MessageDecodeError, decode
+from ..engine.results import JobResult
+from ..engine.serializer import loads
+from .worker import NOTE_PREFIX, Payload, task_for
 
 _NOTE = re.compile(
     rf"^{re.escape(NOTE_PREFIX)} task=(?P<task>\S+) worker=(?P<worker>\S+) "

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from .models import JobStatus
+from ..models import JobStatus
 
 PERMISSION = "repid_django.manage_jobs"
 """The permission every operation of the console requires (requeue, retry, cancel, purge)."""

@@ -2,7 +2,7 @@
 the engine (requeue, retry, cancel, purge) for users with ``repid_django.manage_jobs``.
 
 Records are never added or edited here (Redis is the source of truth); the view permission is
-enough to look. Operations are POST only with CSRF, see :mod:`repid_django.admin_views`.
+enough to look. Operations are POST only with CSRF, see :mod:`repid_django.admin.views`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from . import admin_actions as actions
-from . import admin_display as show
-from . import ops
-from .admin_filters import AliveFilter, DeadLetterStateFilter, alive_within
-from .admin_views import can_manage, dead_letter_views, job_views, queue_views
-from .models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord, WorkerRecord
+from .. import ops
+from ..models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord, WorkerRecord
+from . import actions
+from . import display as show
+from .filters import AliveFilter, DeadLetterStateFilter, alive_within
+from .views import can_manage, dead_letter_views, job_views, queue_views
 
 Operation = dict[str, str]
 

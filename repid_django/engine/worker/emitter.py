@@ -15,10 +15,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from .brokers.base import DeadReason
+from ..brokers.base import DeadReason
+from ..message import Message
+from ..results import JobResult
 from .events import EventKind, JobEvent, WorkerInfo, WorkerListener
-from .message import Message
-from .results import JobResult
 
 logger = logging.getLogger("repid_django.worker.events")
 

@@ -13,15 +13,15 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
-from . import ops
-from .admin_views import (
+from .. import ops
+from ..models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord
+from .views import (
     confirm_page,
     confirmed,
     report_unavailable,
     run_queue_operation,
     say_requeued,
 )
-from .models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord
 
 if TYPE_CHECKING:
     Admin = admin.ModelAdmin[Any]

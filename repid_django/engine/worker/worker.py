@@ -14,10 +14,10 @@ import socket
 import uuid
 from collections.abc import Iterable, Sequence
 
-from .connection import Connection, get_connection
+from ..connection import Connection, get_connection
+from ..queue import validate_queue_name
+from ..router import Router
 from .events import WorkerListener
-from .queue import validate_queue_name
-from .router import Router
 from .runner import _Runner
 from .signals import DEFAULT_SIGNALS
 

@@ -14,7 +14,7 @@ import logging
 import threading
 
 from . import conf
-from .engine.brokers.redis import RedisMessageBroker
+from .engine.brokers.redis.broker import RedisMessageBroker
 from .engine.connection import Connection, set_default_connection
 
 logger = logging.getLogger("repid_django")

@@ -13,12 +13,12 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from ..message import Message, MessageDecodeError, decode, encode
-from ..results import JobResult
-from ..serializer import dumps, loads
-from .base import DeadLetter
-from .redis_codec import dead_letter, text
-from .redis_keys import loose_result_key, result_key
+from ...message import Message, MessageDecodeError, decode, encode
+from ...results import JobResult
+from ...serializer import dumps, loads
+from ..base import DeadLetter
+from .codec import dead_letter, text
+from .keys import loose_result_key, result_key
 
 
 class RedisAdminMixin:

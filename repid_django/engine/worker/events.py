@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .brokers.base import DeadReason
-from .message import Message
-from .results import JobResult
+from ..brokers.base import DeadReason
+from ..message import Message
+from ..results import JobResult
 
 
 class EventKind(enum.StrEnum):

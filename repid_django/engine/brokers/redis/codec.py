@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..message import Message, MessageDecodeError, decode, encode
-from ..serializer import dumps, loads
-from .base import DeadLetter, DeadReason, Delivery, Outcome, OutcomeKind
+from ...message import Message, MessageDecodeError, decode, encode
+from ...serializer import dumps, loads
+from ..base import DeadLetter, DeadReason, Delivery, Outcome, OutcomeKind
 
 MAX_ERROR_CHARS = 32_000
 """Error texts (tracebacks) stored with dead letters are cut to this length."""

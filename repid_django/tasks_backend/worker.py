@@ -26,8 +26,8 @@ from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
-from .engine.router import Router
-from .engine.serializer import JSON
+from ..engine.router import Router
+from ..engine.serializer import JSON
 
 type AnyTask = Task[..., Any]
 

@@ -2,7 +2,7 @@
 
 ``RedisMessageBroker(url)`` implements :class:`MessageBroker` and :class:`ResultBroker` (results
 are written by the same script that completes the job). ``url=None`` uses the project's
-embedded Redis (:mod:`repid_django.engine.embedded`). Works on Redis >= 6.2 (no 7.x-only
+embedded Redis (:mod:`repid_django.engine.brokers.embedded`). Works on Redis >= 6.2 (no 7.x-only
 commands) and Valkey.
 
 How it works (key layout in :mod:`.redis_keys`, scripts in ``lua/``):
@@ -61,13 +61,12 @@ import redis
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from ..message import (
+from ...message import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Message,
     encode_checked,
 )
-from . import redis_scripts
-from .base import (
+from ..base import (
     BrokerCounters,
     Delivery,
     MessageBroker,
@@ -76,17 +75,18 @@ from .base import (
     QueueStats,
     ResultBroker,
 )
-from .redis_admin import RedisAdminMixin
-from .redis_codec import call_digest, decode_claimed, fmt_time, outcome_args, text
-from .redis_keys import (
+from . import scripts as redis_scripts
+from .admin import RedisAdminMixin
+from .codec import call_digest, decode_claimed, fmt_time, outcome_args, text
+from .keys import (
     QUEUE_PARTS,
     queue_base,
     registry_key,
     wake_key,
 )
-from .redis_lease import LeaseKeeper
-from .redis_scripts import RETRYABLE, retrying
-from .redis_url import RedisOptions, redact_url
+from .lease import LeaseKeeper
+from .scripts import RETRYABLE, retrying
+from .url import RedisOptions, redact_url
 
 __all__ = ["RedisMessageBroker", "redact_url"]
 

@@ -17,9 +17,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from ..actor import Actor
+from ..brokers.base import Delivery, Outcome, OutcomeKind
 from . import signals
-from .actor import Actor
-from .brokers.base import Delivery, Outcome, OutcomeKind
 from .emitter import Emitter
 from .events import EventKind, WorkerInfo
 from .pools import Pools
@@ -27,7 +27,7 @@ from .processor import Processor
 from .recorder import Recorder
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from ..connection import Connection
     from .worker import Worker
 
 logger = logging.getLogger("repid_django.worker")

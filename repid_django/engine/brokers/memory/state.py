@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..message import Message, MessageDecodeError
-from ..results import JobResult
-from ..serializer import dumps, loads
-from .base import DeadLetter, DeadReason
+from ...message import Message, MessageDecodeError
+from ...results import JobResult
+from ...serializer import dumps, loads
+from ..base import DeadLetter, DeadReason
 
 RAW_EXCERPT = 200
 """Characters of an undecodable body kept in its dead letter."""

@@ -13,13 +13,13 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .brokers.base import DeadReason, Outcome, OutcomeKind
+from ..brokers.base import DeadReason, Outcome, OutcomeKind
+from ..results import JobResult
 from .emitter import Emitter
 from .events import EventKind
-from .results import JobResult
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from ..connection import Connection
     from .runner import _Runner
 
 logger = logging.getLogger("repid_django.worker")

@@ -31,10 +31,10 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.db import close_old_connections, connections
 
-from .engine.brokers.base import DeadLetter, MessageBroker
-from .engine.events import EventKind, JobEvent, WorkerInfo
-from .engine.message import Message
-from .models import (
+from ..engine.brokers.base import DeadLetter, MessageBroker
+from ..engine.message import Message
+from ..engine.worker.events import EventKind, JobEvent, WorkerInfo
+from ..models import (
     FINAL_STATUSES,
     STATUS_RANK,
     DeadLetterRecord,

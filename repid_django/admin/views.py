@@ -20,10 +20,10 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from . import ops
-from .admin_display import PERMISSION
-from .engine.queue import validate_queue_name
-from .models import DeadLetterRecord, JobRecord
+from .. import ops
+from ..engine.queue import validate_queue_name
+from ..models import DeadLetterRecord, JobRecord
+from .display import PERMISSION
 
 if TYPE_CHECKING:
     from django.db.models import Model

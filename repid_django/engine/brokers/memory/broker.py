@@ -13,7 +13,7 @@ import itertools
 import time
 from collections.abc import Sequence
 
-from ..message import (
+from ...message import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Message,
     MessageDecodeError,
@@ -21,8 +21,8 @@ from ..message import (
     encode,
     encode_checked,
 )
-from ..results import JobResult
-from .base import (
+from ...results import JobResult
+from ..base import (
     BrokerCounters,
     DeadLetter,
     DeadReason,
@@ -33,7 +33,7 @@ from .base import (
     QueueStats,
     ResultBroker,
 )
-from .memory_state import Entry, Lease, QueueState, ResultStore, Waiters
+from .state import Entry, Lease, QueueState, ResultStore, Waiters
 
 
 class InMemoryMessageBroker(MessageBroker, ResultBroker):

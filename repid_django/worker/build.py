@@ -21,13 +21,13 @@ import signal
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from . import conf
-from .engine.actor import Actor
-from .engine.connection import Connection
-from .engine.events import JobEvent, WorkerInfo, WorkerListener
-from .engine.router import Router
-from .engine.signals import DEFAULT_SIGNALS
-from .engine.worker import Worker
+from .. import conf
+from ..engine.actor import Actor
+from ..engine.connection import Connection
+from ..engine.router import Router
+from ..engine.worker.events import JobEvent, WorkerInfo, WorkerListener
+from ..engine.worker.signals import DEFAULT_SIGNALS
+from ..engine.worker.worker import Worker
 
 
 def _close_old_connections() -> None:
@@ -74,7 +74,7 @@ class ChildCall:
         target: Any = importlib.import_module(self.module)
         for part in self.qualname.split("."):
             target = getattr(target, part)
-        from .shortcuts import ActorFunction
+        from ..shortcuts import ActorFunction
 
         return target.fn if isinstance(target, ActorFunction) else target
 
@@ -115,7 +115,7 @@ class DatabaseHygiene:
 
 def django_router(source: Router | None = None) -> Router:
     """A router with the project's actors (or ``source``'s) wrapped by :func:`for_django`."""
-    from .backend_worker import task_router
+    from ..tasks_backend.worker import task_router
     from .discovery import project_router
 
     router = Router()
@@ -145,19 +145,19 @@ def build_worker(
     its own (the process's default one may already serve views on another event loop); run it
     inside ``Repid(connection).magic()`` so that actors enqueue over it too.
     """
-    from .client import build_connection
+    from ..connection import build_connection
 
     settings = conf.get_settings()
     conn = connection or build_connection(settings)
     chosen: list[WorkerListener] = [DatabaseHygiene(), *listeners]
     if settings.mirror if mirror is None else mirror:
-        from .mirror import OrmMirror
+        from ..mirror.listener import OrmMirror
 
         chosen.append(OrmMirror(conn.message_broker, flush_interval=settings.mirror_flush_interval))
     selected = list(queues) if queues else (list(settings.queues) if settings.queues else None)
     routed = django_router(router)
     if selected is None:
-        from .backend_worker import task_queues
+        from ..tasks_backend.worker import task_queues
 
         extra = task_queues()  # the QUEUES of django.tasks backends (TASKS)
         selected = sorted(set(routed.queues) | extra) if extra else None

@@ -48,6 +48,6 @@ class AliveFilter(admin.SimpleListFilter):
 
 def alive_within() -> timedelta:
     """A worker whose last heartbeat is older than this is shown dead (``LEASE_TTL``, >= 30 s)."""
-    from .conf import get_settings
+    from ..conf import get_settings
 
     return timedelta(seconds=max(30.0, get_settings().lease_ttl))

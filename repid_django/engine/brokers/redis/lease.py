@@ -22,8 +22,8 @@ from collections.abc import Iterable
 import redis
 from redis.exceptions import RedisError
 
-from . import redis_scripts
-from .redis_keys import queue_base
+from . import scripts as redis_scripts
+from .keys import queue_base
 
 log = logging.getLogger("repid_django.redis")
 

@@ -1,0 +1,7 @@
+"""The in-memory broker: the full broker contract in one process, for tests and examples
+(``broker``), over plain data structures (``state``).
+"""
+
+from .broker import InMemoryMessageBroker
+
+__all__ = ["InMemoryMessageBroker"]
