@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: demo test lint bench bench-small clean
+.PHONY: demo test lint docs bench bench-small clean
 
 define FIND_PYTHON
 found=""; \
@@ -44,6 +44,9 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy repid_django tests example_project
+
+docs: $(VENV)/.installed
+	$(PY) -m mkdocs build --strict
 
 bench: $(VENV)/.installed
 	$(PY) -m bench $(BENCH_ARGS)

@@ -1,5 +1,5 @@
-"""The README's Python examples: complete programs run, every other block parses and imports
-only names that exist."""
+"""The Python examples of every Markdown file (README.md and docs/*.md): complete programs run,
+every other block parses and imports only names that exist. Test ids name the file and block."""
 
 from __future__ import annotations
 
@@ -13,23 +13,49 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = [
-    textwrap.dedent(b)
-    for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
-]
-PROGRAMS = [b for b in BLOCKS if 'if __name__ == "__main__":' in b]
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+MARKDOWN = [README, *sorted(DOCS.glob("*.md"))]
 
 
-def test_the_readme_has_examples() -> None:
+def _name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def _blocks(path: Path) -> list[str]:
+    return [
+        textwrap.dedent(b)
+        for b in re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.DOTALL)
+    ]
+
+
+BLOCKS = [(_name(path), i, block) for path in MARKDOWN for i, block in enumerate(_blocks(path))]
+PROGRAMS = [(name, i, b) for name, i, b in BLOCKS if 'if __name__ == "__main__":' in b]
+
+
+def test_the_markdown_has_examples() -> None:
+    assert DOCS.is_dir()
     assert len(BLOCKS) >= 10
     assert PROGRAMS
+    assert any(name == "README.md" for name, _, _ in BLOCKS)
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_block_parses_and_its_imports_exist(block: str) -> None:
+def test_the_readme_links_to_files_that_exist() -> None:
+    """README.md links to docs/*.md by relative paths (mkdocs --strict checks the docs' own)."""
+    targets = re.findall(r"\]\(([^)\s]+)\)", README.read_text())
+    local = [t.split("#", 1)[0] for t in targets if not re.match(r"[a-z]+:|#", t)]
+    assert local
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert not missing, f"README.md links to missing files: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("name", "index", "block"), BLOCKS, ids=[f"{name}:block{i}" for name, i, _ in BLOCKS]
+)
+def test_block_parses_and_its_imports_exist(name: str, index: int, block: str) -> None:
     flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-    tree = compile(block, "<README>", "exec", flags=flags)
+    tree = compile(block, f"<{name} block {index}>", "exec", flags=flags)
     assert isinstance(tree, ast.Module)
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("repid_django"):
@@ -37,11 +63,13 @@ def test_block_parses_and_its_imports_exist(block: str) -> None:
                 continue  # need configured Django settings; covered by tests/django
             module = importlib.import_module(node.module or "")
             for alias in node.names:
-                assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
+                assert hasattr(module, alias.name), f"{name}: {node.module} has no {alias.name}"
 
 
-@pytest.mark.parametrize("program", PROGRAMS, ids=[f"program{i}" for i in range(len(PROGRAMS))])
-def test_complete_programs_run(program: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "index", "program"), PROGRAMS, ids=[f"{name}:block{i}" for name, i, _ in PROGRAMS]
+)
+def test_complete_programs_run(name: str, index: int, program: str, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(program)
     done = subprocess.run(
@@ -52,6 +80,6 @@ def test_complete_programs_run(program: str, tmp_path: Path) -> None:
         timeout=60,
         cwd=tmp_path,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, f"{name} block {index}:\n{done.stderr}"
     if "awesome_hello" in program:
         assert done.stdout.strip() == "Hello from an actor!"
