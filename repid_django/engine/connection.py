@@ -4,21 +4,29 @@ A :class:`Connection` pairs a message broker with a results broker. ``async with
 makes it the current connection for the block; :func:`set_default_connection` makes one the
 process-wide fallback (the Django app does that once, so views need no ``magic()``).
 
-Broker clients belong to one event loop. A connection binds to the first loop that uses it;
-calls from another thread or from code with no running loop are handed to that loop (or to a
-private background loop, the *portal*, when the connection is not bound yet), so a sync Django
-view enqueues over the one pooled connection of its process without a new loop per call.
+Where calls run:
+
+* Async callers, on any event loop (``asyncio.run`` twice, ``async_to_sync``, an ASGI server,
+  a test's own loop), await the broker directly: the Redis broker keeps a client per loop.
+* Sync callers (WSGI views, commands, threads) enqueue and read results over the broker's sync
+  client when it has one (``supports_sync``): no event loop, no thread hop. Other sync calls
+  (admin operations, ``queue.declare()``) run on a private background loop, the *portal*.
+* A loop-bound broker (the in-memory one, ``loop_bound``) lives on the first loop that uses it;
+  calls from elsewhere are handed to that loop (or to the portal when it has none).
+* After ``fork`` a child process starts a new portal and new clients of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .brokers.base import MessageBroker, ResultBroker
 
@@ -26,6 +34,7 @@ T = TypeVar("T")
 
 _current: ContextVar[Connection | None] = ContextVar("repid_connection", default=None)
 _default: Connection | None = None
+_connections: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 
 class Connection:
@@ -46,6 +55,8 @@ class Connection:
         self._connected = False
         self._lock = threading.Lock()
         self._portal: _Portal | None = None
+        self.loop_bound = message_broker.loop_bound or getattr(results_broker, "loop_bound", False)
+        _connections.add(self)
 
     @property
     def results_apart(self) -> bool:
@@ -58,8 +69,9 @@ class Connection:
         return self._connected
 
     async def connect(self) -> None:
-        """Bind to the running loop and open the brokers (idempotent)."""
-        self._bind(asyncio.get_running_loop())
+        """Open the brokers (idempotent); a loop-bound broker binds to the running loop."""
+        if self.loop_bound:
+            self._bind(asyncio.get_running_loop())
         if self._connected:
             return
         await self.message_broker.connect()
@@ -96,19 +108,25 @@ class Connection:
             self._connected = False
 
     def _target_loop(self) -> asyncio.AbstractEventLoop:
-        """The loop that owns this connection, starting the portal when there is none."""
+        """Where sync calls run: the portal, or the loop that owns a loop-bound broker."""
         with self._lock:
             loop = self._loop
-            if loop is not None and loop.is_running():
+            if self.loop_bound and loop is not None and loop.is_running():
                 return loop
             if self._portal is None or not self._portal.alive:
                 self._portal = _Portal()
-            self._loop = self._portal.loop
-            self._connected = False
+            if self.loop_bound:
+                self._loop = self._portal.loop
+                self._connected = False
             return self._portal.loop
 
     async def run(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Await ``work()`` on the loop that owns this connection, opening it if needed."""
+        """Await ``work()`` here (or on the loop that owns a loop-bound broker), opening the
+        connection if needed."""
+        if not self.loop_bound:
+            if not self._connected:
+                await self.connect()
+            return await work()
         here = asyncio.get_running_loop()
         owner = self._loop
         if owner is here and self._connected:  # the common case: open on this loop already
@@ -145,6 +163,14 @@ class Connection:
                 asyncio.run_coroutine_threadsafe(self.disconnect(), portal.loop).result(5)
             portal.stop()
         self._portal = None
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's portal thread and loop are not ours."""
+        self._lock = threading.Lock()
+        self._portal = None
+        if self.loop_bound:
+            self._loop = None
+            self._connected = False
 
 
 class _Portal:
@@ -255,12 +281,30 @@ class Call[T]:
 
 
 def run_anywhere[T](
-    work: Callable[[Connection], Coroutine[Any, Any, T]], connection: Connection | None = None
+    work: Callable[[Connection], Coroutine[Any, Any, T]],
+    connection: Connection | None = None,
+    sync: Callable[[Connection], T] | None = None,
+    sync_on: Literal["messages", "results"] = "messages",
 ) -> Call[T]:
-    """Await-or-call helper behind ``job.enqueue()`` and friends (see :class:`Call`)."""
+    """Await-or-call helper behind ``job.enqueue()`` and friends (see :class:`Call`).
+
+    ``sync``: the call for sync code when the broker named by ``sync_on`` has a sync path
+    (``supports_sync``); without one, sync code runs ``work`` on the portal.
+    """
     conn = connection or get_connection()
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        broker = conn.message_broker if sync_on == "messages" else conn.results_broker
+        if sync is not None and broker is not None and broker.supports_sync:
+            return Call(value=sync(conn))
         return Call(value=conn.call(lambda: work(conn)))
     return Call(conn.run(lambda: work(conn)))
+
+
+def _reset_after_fork() -> None:
+    for connection in list(_connections):
+        connection._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

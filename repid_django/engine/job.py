@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+from .brokers.base import ResultBroker
 from .connection import Call, Connection, run_anywhere
 from .message import Message, new_id, new_ids, new_message
 from .priorities import PrioritiesT, validate_priority
@@ -176,12 +177,7 @@ class Job:
         """
         message = self.to_message()
         self.last_id = message.id
-
-        async def work(connection: Connection) -> str:
-            await connection.message_broker.enqueue([message])
-            return message.id
-
-        return run_anywhere(work, self._connection)
+        return _send([message], message.id, self._connection)
 
     @property
     def result(self) -> Call[JobResult | None]:
@@ -190,12 +186,15 @@ class Job:
         if job_id is None:
             raise RuntimeError(f"job {self.name!r} has not been enqueued yet: no result to fetch")
 
-        async def work(connection: Connection) -> JobResult | None:
-            if connection.results_broker is None:
-                raise RuntimeError("this connection has no results broker")
-            return await connection.results_broker.get_result(job_id, self.queue.name)
+        queue = self.queue.name
 
-        return run_anywhere(work, self._connection)
+        async def work(connection: Connection) -> JobResult | None:
+            return await _results(connection).get_result(job_id, queue)
+
+        def sync(connection: Connection) -> JobResult | None:
+            return _results(connection).get_result_sync(job_id, queue)
+
+        return run_anywhere(work, self._connection, sync, sync_on="results")
 
 
 def enqueue_many(jobs: Sequence[Job], connection: Connection | None = None) -> Call[list[str]]:
@@ -205,9 +204,24 @@ def enqueue_many(jobs: Sequence[Job], connection: Connection | None = None) -> C
     messages = [job._message(clock(), job.id_ or ids[i]) for i, job in enumerate(jobs)]
     for job, message in zip(jobs, messages, strict=True):
         job.last_id = message.id
+    return _send(messages, [message.id for message in messages], connection)
 
-    async def work(conn: Connection) -> list[str]:
+
+def _send[T](messages: Sequence[Message], reply: T, connection: Connection | None) -> Call[T]:
+    """Enqueue ``messages`` from sync or async code; the call resolves to ``reply``."""
+
+    async def work(conn: Connection) -> T:
         await conn.message_broker.enqueue(messages)
-        return [message.id for message in messages]
+        return reply
 
-    return run_anywhere(work, connection)
+    def sync(conn: Connection) -> T:
+        conn.message_broker.enqueue_sync(messages)
+        return reply
+
+    return run_anywhere(work, connection, sync)
+
+
+def _results(connection: Connection) -> ResultBroker:
+    if connection.results_broker is None:
+        raise RuntimeError("this connection has no results broker")
+    return connection.results_broker

@@ -8,7 +8,7 @@ removed so that they cannot change what a test configures.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -51,9 +51,7 @@ def run_worker() -> Callable[..., str]:
 
 
 @pytest.fixture
-async def aconnection() -> AsyncIterator[Connection]:
-    """The default connection in async tests: it binds to the test's event loop, so it is
-    closed before that loop ends."""
-    connection = get_connection()
-    yield connection
-    await connection.disconnect()
+def aconnection() -> Connection:
+    """The default connection, as async code finds it. It is never disconnected between
+    tests: every test runs on a loop of its own, and the connection must cope with that."""
+    return get_connection()

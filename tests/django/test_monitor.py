@@ -59,7 +59,7 @@ async def open_socket(headers: Headers) -> WebsocketCommunicator:
 
 @pytest.fixture
 async def socket(staff: Headers, aconnection: Connection) -> AsyncIterator[WebsocketCommunicator]:
-    await aconnection.connect()  # bound to this test's loop, which closes it at the end
+    await aconnection.connect()
     communicator = await open_socket(staff)
     try:
         yield communicator

@@ -25,6 +25,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 
 from ..message import Message
 from ..results import JobResult
@@ -115,6 +116,13 @@ class BrokerCounters:
 class ResultBroker(abc.ABC):
     """Stores and reads :class:`JobResult` objects."""
 
+    supports_sync: ClassVar[bool] = False
+    """True when :meth:`get_result_sync` works (sync callers then need no event loop)."""
+
+    def get_result_sync(self, job_id: str, queue: str = "default") -> JobResult | None:
+        """:meth:`get_result` for sync code; only when ``supports_sync``."""
+        raise NotImplementedError(f"{type(self).__name__} has no sync path")
+
     @abc.abstractmethod
     async def get_result(self, job_id: str, queue: str = "default") -> JobResult | None:
         """The stored result of ``job_id`` (a job of ``queue``), or ``None`` when there is none
@@ -129,6 +137,15 @@ class MessageBroker(abc.ABC):
     """Moves messages between producers and workers; see the module docstring."""
 
     max_message_size: int
+    loop_bound: ClassVar[bool] = True
+    """True when the broker's state belongs to one event loop (the in-memory broker): calls
+    from elsewhere are then run on that loop. False (Redis): any loop may call it directly."""
+    supports_sync: ClassVar[bool] = False
+    """True when :meth:`enqueue_sync` works (sync callers then need no event loop)."""
+
+    def enqueue_sync(self, messages: Sequence[Message]) -> list[bool]:
+        """:meth:`enqueue` for sync code; only when ``supports_sync``."""
+        raise NotImplementedError(f"{type(self).__name__} has no sync path")
 
     @abc.abstractmethod
     async def connect(self) -> None:

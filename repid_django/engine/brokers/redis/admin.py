@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 import redis.asyncio as aredis
 
 from ...message import Message, MessageDecodeError, decode, encode
@@ -28,6 +29,10 @@ class RedisAdminMixin:
 
     @property
     def client(self) -> aredis.Redis:
+        raise NotImplementedError
+
+    @property
+    def sync_client(self) -> redis.Redis:
         raise NotImplementedError
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
@@ -91,13 +96,20 @@ class RedisAdminMixin:
     # results
     async def get_result(self, job_id: str, queue: str = "default") -> JobResult | None:
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.get(result_key(self.prefix, queue, job_id))
-            pipe.get(loose_result_key(self.prefix, job_id))
-            replies = await pipe.execute()
-        raw = replies[0] if replies[0] is not None else replies[1]
-        if raw is None:
-            return None
-        return JobResult.from_dict(loads(raw))
+            for key in self._result_keys(job_id, queue):
+                pipe.get(key)
+            return _result(await pipe.execute())
+
+    def get_result_sync(self, job_id: str, queue: str = "default") -> JobResult | None:
+        """:meth:`get_result` for sync code, over the sync client (no event loop)."""
+        with self.sync_client.pipeline(transaction=False) as pipe:
+            for key in self._result_keys(job_id, queue):
+                pipe.get(key)
+            return _result(pipe.execute())
+
+    def _result_keys(self, job_id: str, queue: str) -> list[str]:
+        # Two GETs, not an MGET: the keys are in different Cluster slots.
+        return [result_key(self.prefix, queue, job_id), loose_result_key(self.prefix, job_id)]
 
     async def store_results(self, results: Sequence[tuple[JobResult, float | None]]) -> None:
         if not results:
@@ -109,3 +121,8 @@ class RedisAdminMixin:
                     loose_result_key(self.prefix, result.job_id), dumps(result.to_dict()), px=ttl_ms
                 )
             await pipe.execute()
+
+
+def _result(replies: Sequence[bytes | None]) -> JobResult | None:
+    raw = replies[0] if replies[0] is not None else replies[1]
+    return None if raw is None else JobResult.from_dict(loads(raw))

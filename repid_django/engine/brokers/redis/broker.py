@@ -5,9 +5,9 @@ are written by the same script that completes the job). ``url=None`` uses the pr
 embedded Redis (:mod:`repid_django.engine.brokers.embedded`). Works on Redis >= 6.2 (no 7.x-only
 commands) and Valkey.
 
-How it works (key layout in :mod:`.redis_keys`, scripts in ``lua/``):
+How it works (key layout in :mod:`.keys`, scripts in ``lua/``):
 
-* Every state change is one Lua script, sent with EVALSHA (:mod:`.redis_scripts`).
+* Every state change is one Lua script, sent with EVALSHA (:mod:`.scripts`).
 * ``enqueue``: one script call per queue in the batch, all in one round trip. Ready messages go
   to a zset scored by priority then FIFO sequence; deferred ones to a zset by ``run_at``.
 * ``claim``: one script reaps expired leases, promotes due delayed messages and leases up to
@@ -16,7 +16,7 @@ How it works (key layout in :mod:`.redis_keys`, scripts in ``lua/``):
   and never returned. With nothing ready, the claim blocks (BLPOP, on its own connection) on the
   queues' wake-up lists, which every enqueue pushes to, for at most ``min(wait, time until the
   next delayed message, reaper_interval)``: no sleep-polling.
-* Leases: the :class:`~.redis_lease.LeaseKeeper` thread extends held leases and reaps; a job of
+* Leases: the :class:`~.lease.LeaseKeeper` thread extends held leases and reaps; a job of
   a dead worker runs again within ``lease_ttl + reaper_interval``; after ``max_lost`` expired
   leases it is dead-lettered as ``worker_lost``.
 * Last chance: a process that dies loses every lease it holds (running or prefetched), so the
@@ -41,57 +41,46 @@ How it works (key layout in :mod:`.redis_keys`, scripts in ``lua/``):
 * Redis Cluster: each queue's keys share one slot. A claim or finish that spans several queues
   runs one script over all their keys, so on a Cluster those queues must share a slot (or use
   one queue per worker); a standalone Redis has no such limit.
+* Clients (:mod:`.clients`): async callers use a client of their own running loop, sync
+  callers a thread-safe sync client (no event loop, no thread hop); a forked child builds new
+  ones. Consuming (claim, finish, the lease keeper) lives in :mod:`.consume`.
 * Redis lost while running: claim and finish retry with back-off (logged) until Redis is back;
-  finish is fenced and enqueue refuses duplicate ids, so repeating them is safe. Enqueue gives
-  up after ``enqueue_retry_time`` seconds with a ``ConnectionError``.
+  finish is fenced and enqueue refuses duplicate ids, so repeating them is safe. A producer
+  call (enqueue, from sync or async code) has a total deadline of ``enqueue_timeout`` seconds
+  (default 2) and then fails with a ``ConnectionError`` naming the Redis (password redacted);
+  each message is then written once or not at all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import os
-import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from ...message import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    Message,
-    encode_checked,
-)
-from ..base import (
-    BrokerCounters,
-    Delivery,
-    MessageBroker,
-    Outcome,
-    OutcomeKind,
-    QueueStats,
-    ResultBroker,
-)
+from ...message import DEFAULT_MAX_MESSAGE_SIZE, Message, encode_checked
+from ..base import BrokerCounters, MessageBroker, QueueStats, ResultBroker
 from . import scripts as redis_scripts
 from .admin import RedisAdminMixin
-from .codec import call_digest, decode_claimed, fmt_time, outcome_args, text
-from .keys import (
-    QUEUE_PARTS,
-    queue_base,
-    registry_key,
-    wake_key,
-)
+from .clients import Clients
+from .codec import fmt_time, text
+from .consume import RedisConsumerMixin
+from .keys import QUEUE_PARTS, queue_base, registry_key
 from .lease import LeaseKeeper
-from .scripts import RETRYABLE, retrying
+from .scripts import retrying, retrying_sync
 from .url import RedisOptions, redact_url
 
 __all__ = ["RedisMessageBroker", "redact_url"]
 
-log = logging.getLogger("repid_django.redis")
 DAY = 86_400.0
+Groups = dict[str, tuple[list[int], list[Any]]]
+_brokers: weakref.WeakSet[RedisMessageBroker] = weakref.WeakSet()
 
 
 def _positive(name: str, value: float) -> float:
@@ -100,8 +89,11 @@ def _positive(name: str, value: float) -> float:
     return float(value)
 
 
-class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
+class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, ResultBroker):
     """Message and result broker over Redis; see the module docstring."""
+
+    loop_bound: ClassVar[bool] = False
+    supports_sync: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -123,7 +115,7 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         socket_timeout: float = 10.0,
         socket_connect_timeout: float = 5.0,
         embedded_dir: str | os.PathLike[str] | None = None,
-        enqueue_retry_time: float = 10.0,
+        enqueue_timeout: float = 2.0,
         finish_retry_time: float = 60.0,
         finish_memo_ttl: float | None = None,
         max_backoff: float = 5.0,
@@ -140,28 +132,23 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         self.result_ttl = _positive("result_ttl", result_ttl)
         self.dead_letter_ttl = _positive("dead_letter_ttl", dead_letter_ttl)
         self.dead_letter_max = int(_positive("dead_letter_max", dead_letter_max))
-        self.enqueue_retry_time = _positive("enqueue_retry_time", enqueue_retry_time)
+        self.enqueue_timeout = _positive("enqueue_timeout", enqueue_timeout)
         self.finish_retry_time = _positive("finish_retry_time", finish_retry_time)
         if finish_memo_ttl is None:
             finish_memo_ttl = self.finish_retry_time + 2 * max_backoff
         self.finish_memo_ttl = _positive("finish_memo_ttl", finish_memo_ttl)
         self.max_backoff = _positive("max_backoff", max_backoff)
+        self.socket_timeout = _positive("socket_timeout", socket_timeout)
+        self.socket_connect_timeout = _positive("socket_connect_timeout", socket_connect_timeout)
         self._embedded_dir = embedded_dir
         self._options: RedisOptions | None = None
         if url is not None:
-            self._options = RedisOptions(
-                url,
-                ssl_ca_certs,
-                ssl_certfile,
-                ssl_keyfile,
-                ssl_cert_reqs,
-                ssl_check_hostname,
-                _positive("socket_timeout", socket_timeout),
-                _positive("socket_connect_timeout", socket_connect_timeout),
+            self._options = self._make_options(
+                url, ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname
             )
             self._options.validate()
-        self._client: aredis.Redis | None = None
-        self._blocking: aredis.Redis | None = None
+        self._ssl = (ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname)
+        self._clients: Clients | None = None
         self._keeper: LeaseKeeper | None = None
         self._registered: set[str] = set()
         self._interrupts = 0
@@ -169,6 +156,13 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         self._idle_waiters: set[asyncio.Future[None]] = set()
         self._alone_pending = False
         self._counters = BrokerCounters()
+        _brokers.add(self)
+
+    def _make_options(self, url: str, *ssl: Any) -> RedisOptions:
+        # The connect timeout never exceeds the producer deadline: a dead host fails in time.
+        connect = min(self.socket_connect_timeout, self.enqueue_timeout)
+        ca, cert, key, reqs, check = ssl
+        return RedisOptions(url, ca, cert, key, reqs, check, self.socket_timeout, connect)
 
     def __repr__(self) -> str:
         return f"RedisMessageBroker(url={self.target!r}, prefix={self.prefix!r})"
@@ -183,59 +177,91 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         """The URL in use (with its password): for building clients, never for display."""
         return self._options.url if self._options else None
 
+    # clients -------------------------------------------------------------------------------
+    def _open_clients(self) -> Clients:
+        """The broker's clients, resolving the embedded Redis first when no URL was given."""
+        clients = self._clients
+        if clients is None:
+            if self._options is None:
+                from ..embedded import ensure_embedded_redis
+
+                url = ensure_embedded_redis(self._embedded_dir or os.getcwd())
+                self._options = self._make_options(url, *self._ssl)
+            clients = self._clients = Clients(
+                self._options,
+                op_timeout=self.socket_timeout,
+                # BLPOP blocks at most reaper_interval: a read that takes longer is a dead link.
+                block_timeout=self.reaper_interval + self.socket_timeout,
+                # A sync producer's whole call (with retries) is bounded by enqueue_timeout.
+                sync_timeout=self.enqueue_timeout,
+            )
+        return clients
+
     @property
     def client(self) -> aredis.Redis:
-        if self._client is None:
+        """The async client of the running event loop."""
+        if self._clients is None:
             raise RuntimeError("the Redis broker is not connected: call connect() first")
-        return self._client
+        return self._clients.here().client
+
+    @property
+    def sync_client(self) -> redis.Redis:
+        """The thread-safe sync client (for sync callers: no event loop involved)."""
+        return self._open_clients().sync()
+
+    def _blocking_client(self) -> aredis.Redis:
+        assert self._clients is not None
+        return self._clients.blocking()
 
     @property
     def keeper(self) -> LeaseKeeper:
-        if self._keeper is None:
-            raise RuntimeError("the Redis broker is not connected: call connect() first")
-        return self._keeper
+        """The lease keeper thread, started by the first claim of this process."""
+        keeper = self._keeper
+        if keeper is None:
+            clients = self._open_clients()
+            keeper = self._keeper = LeaseKeeper(
+                clients.new_sync(),
+                prefix=self.prefix,
+                lease_ttl=self.lease_ttl,
+                reaper_interval=self.reaper_interval,
+                max_lost=self.max_lost,
+                dead_ttl_ms=self._dead_ttl_ms,
+                dead_max=self.dead_letter_max,
+                target=self.target,
+            )
+            keeper.start()
+        return keeper
 
-    # connection
     async def connect(self) -> None:
-        if self._client is not None:
-            return
-        if self._options is None:
-            from ..embedded import ensure_embedded_redis
-
-            base = self._embedded_dir or os.getcwd()
-            self._options = RedisOptions(await asyncio.to_thread(ensure_embedded_redis, base))
-        options = self._options
-        client = aredis.Redis.from_url(options.url, **options.client_kwargs())
+        """Check that Redis answers (a clear ``ConnectionError`` if not); clients are made per
+        event loop and thread on first use, so calling this on any loop is cheap and safe."""
+        if self._clients is None:
+            await asyncio.to_thread(self._open_clients)
         try:
-            await client.ping()
+            await self.client.ping()
         except (RedisError, OSError) as exc:
-            await client.aclose()
             raise ConnectionError(
-                f"cannot connect to Redis at {options.redacted}: {exc}. Check that Redis is "
+                f"cannot connect to Redis at {self.target}: {exc}. Check that Redis is "
                 "running and reachable there, or fix the broker URL (REPID_BROKER_URL)."
             ) from None
-        self._client = client
-        self._blocking = aredis.Redis.from_url(options.url, **options.client_kwargs(blocking=True))
-        self._keeper = LeaseKeeper(
-            redis.Redis.from_url(options.url, **options.client_kwargs()),
-            prefix=self.prefix,
-            lease_ttl=self.lease_ttl,
-            reaper_interval=self.reaper_interval,
-            max_lost=self.max_lost,
-            dead_ttl_ms=self._dead_ttl_ms,
-            dead_max=self.dead_letter_max,
-            target=options.redacted,
-        )
-        self._keeper.start()
 
     async def disconnect(self) -> None:
+        """Stop the lease keeper and close this loop's and the sync clients (they are made
+        again on the next use)."""
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
             await asyncio.to_thread(keeper.stop)
-        for client in (self._client, self._blocking):
-            if client is not None:
-                await client.aclose()
-        self._client = self._blocking = None
+        clients = self._clients
+        if clients is not None:
+            await clients.aclose_here()
+            clients.close_sync()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's lease keeper thread and waiters are not ours."""
+        self._keeper = None
+        self._waiters = set()
+        self._idle_waiters = set()
+        self._alone_pending = False
 
     @property
     def _dead_ttl_ms(self) -> int:
@@ -249,13 +275,10 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await redis_scripts.run(self.client, name, keys, args)
 
-    def _call(self, name: str, keys: list[str], args: list[Any]) -> Callable[[], Awaitable[Any]]:
-        return lambda: self._script(name, keys, args)
-
     def _base(self, queue: str) -> str:
         return queue_base(self.prefix, queue)
 
-    # queues
+    # queues --------------------------------------------------------------------------------
     async def declare_queue(self, name: str) -> None:
         await self.client.sadd(registry_key(self.prefix), name)
         self._registered.add(name)
@@ -280,21 +303,65 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
             ready, delayed, running, dead = await pipe.execute()
         return QueueStats(name, ready=ready, delayed=delayed, running=running, dead=dead)
 
-    # messages
+    # enqueue -------------------------------------------------------------------------------
     async def enqueue(self, messages: Sequence[Message]) -> list[bool]:
         if not messages:
             return []
+        groups, new_queues = self._groups(messages)
+        here = self._open_clients().here().client
+
+        async def send() -> list[bytes]:
+            if len(groups) == 1 and not new_queues:
+                ((queue, (_, args)),) = groups.items()
+                return [await redis_scripts.run(here, "enqueue", [self._base(queue)], args)]
+            return await redis_scripts.run_many(here, "enqueue", *self._calls(groups, new_queues))
+
+        try:
+            async with asyncio.timeout(self.enqueue_timeout):
+                replies = await self._retry("enqueue", send)
+        except TimeoutError:
+            raise self._late("enqueue") from None
+        return self._written(messages, groups, new_queues, replies)
+
+    def enqueue_sync(self, messages: Sequence[Message]) -> list[bool]:
+        """:meth:`enqueue` for sync code: one round trip on the sync client, no event loop."""
+        if not messages:
+            return []
+        groups, new_queues = self._groups(messages)
+        client = self.sync_client
+
+        def send() -> list[bytes]:
+            if len(groups) == 1 and not new_queues:
+                ((queue, (_, args)),) = groups.items()
+                return [redis_scripts.run_sync(client, "enqueue", [self._base(queue)], args)]
+            return redis_scripts.run_many_sync(client, "enqueue", *self._calls(groups, new_queues))
+
+        deadline = time.monotonic() + self.enqueue_timeout
+        replies = retrying_sync("enqueue", send, self.target, self.max_backoff, deadline)
+        if replies is None:
+            raise self._late("enqueue")
+        return self._written(messages, groups, new_queues, replies)
+
+    def _groups(self, messages: Sequence[Message]) -> tuple[Groups, list[str]]:
+        """Encode ``messages`` (refusing bad ones before anything is sent), grouped by queue."""
         now = time.time()
-        groups: dict[str, tuple[list[int], list[Any]]] = {}
+        groups: Groups = {}
         for index, message in enumerate(messages):
             body = encode_checked(message, self.max_message_size)
             positions, args = groups.setdefault(message.queue, ([], [now]))
             positions.append(index)
             args += [message.id, message.priority, fmt_time(message.run_at), body]
-        new_queues = [q for q in groups if q not in self._registered]
-        replies = await self._retry(
-            "enqueue", lambda: self._enqueue_groups(groups, new_queues), self.enqueue_retry_time
-        )
+        return groups, [q for q in groups if q not in self._registered]
+
+    def _calls(
+        self, groups: Groups, new_queues: list[str]
+    ) -> tuple[list[tuple[list[str], list[Any]]], tuple[str, list[str]]]:
+        calls = [([self._base(queue)], args) for queue, (_, args) in groups.items()]
+        return calls, (registry_key(self.prefix), new_queues)
+
+    def _written(
+        self, messages: Sequence[Message], groups: Groups, new_queues: list[str], replies: list[Any]
+    ) -> list[bool]:
         self._registered.update(new_queues)
         written = [False] * len(messages)
         for (positions, _), reply in zip(groups.values(), replies, strict=True):
@@ -304,162 +371,21 @@ class RedisMessageBroker(RedisAdminMixin, MessageBroker, ResultBroker):
         self._counters.enqueued += sum(written)
         return written
 
-    async def _enqueue_groups(
-        self, groups: dict[str, tuple[list[int], list[Any]]], new_queues: list[str]
-    ) -> list[bytes]:
-        if len(groups) == 1 and not new_queues:
-            ((queue, (_, args)),) = groups.items()
-            return [await self._script("enqueue", [self._base(queue)], args)]
-        calls = [([self._base(queue)], args) for queue, (_, args) in groups.items()]
-        register = (registry_key(self.prefix), new_queues)
-        return await redis_scripts.run_many(self.client, "enqueue", calls, register)
-
-    async def claim(self, queues: Sequence[str], limit: int, wait: float) -> list[Delivery]:
-        queue_list = list(queues)
-        if not queue_list or limit <= 0:
-            return []
-        keeper = self.keeper
-        keeper.watch(queue_list)
-        bases = [self._base(q) for q in queue_list]
-        deadline = time.monotonic() + max(wait, 0.0)
-        interrupts = self._interrupts
-        if self._alone_pending:
-            # A last-chance job is running here, or one waits for this process to hold
-            # nothing: claim nothing more until every held job is finished.
-            if not await self._until_idle(wait):
-                return []
-            self._alone_pending = False
-        while True:
-            now = time.time()
-            token = secrets.token_hex(8)
-            alone_ok = keeper.held == 0
-            args = [now, limit, int(self.lease_ttl * 1000), token, self.max_lost]
-            args += [self._dead_ttl_ms, self.dead_letter_max, int(alone_ok)]
-            reply = await self._retry(
-                "claim", self._call("claim", bases, args), max(wait, self.max_backoff)
-            )
-            good, bad = decode_claimed(reply, queue_list, token, self.max_message_size, now)
-            passed_over = int(reply[1]) == 1
-            if passed_over or any(self._last_chance(d) for d in good):
-                self._alone_pending = True
-            if good:
-                keeper.hold((d.message.queue, d.message.id, d.token) for d in good)
-            if bad:
-                await self._finish(bad)
-                self._counters.dead += len(bad)
-            if good:
-                return good
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or interrupts != self._interrupts:
-                return []
-            if bad:
-                continue
-            if passed_over:  # busy here: let the held jobs finish, then claim it alone
-                if not await self._until_idle(remaining):
-                    return []
-                self._alone_pending = False
-                continue
-            block = min(remaining, self.reaper_interval)
-            next_run = float(reply[0])
-            if next_run >= 0:
-                block = min(block, max(next_run - time.time(), 0.0))
-            if block > 0.001:
-                await self._wait_for_wake(queue_list, block)
-
-    def _last_chance(self, delivery: Delivery) -> bool:
-        return self.max_lost > 0 and delivery.lost >= self.max_lost
-
-    async def _until_idle(self, seconds: float) -> bool:
-        """Wait (at most ``seconds``, or until ``wake_claimers``) until no lease is held here."""
-        if self.keeper.held == 0:
-            return True
-        idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._idle_waiters.add(idle)
-        self._waiters.add(idle)
-        try:
-            await asyncio.wait((idle,), timeout=max(seconds, 0.0))
-        finally:
-            self._idle_waiters.discard(idle)
-            self._waiters.discard(idle)
-        return self.keeper.held == 0
-
-    def wake_claimers(self) -> None:
-        """Make every waiting ``claim`` of this broker return now (a stopping worker calls it)."""
-        self._interrupts += 1
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait_for_wake(self, queues: list[str], seconds: float) -> None:
-        """Block on the queues' wake-up lists (own connection) until a push, timeout or stop."""
-        assert self._blocking is not None
-        keys = [wake_key(self.prefix, q) for q in queues]
-        loop = asyncio.get_running_loop()
-        stop: asyncio.Future[None] = loop.create_future()
-        self._waiters.add(stop)
-        blocking = self._blocking
-
-        async def blpop() -> object:
-            return await blocking.blpop(keys, timeout=max(seconds, 0.01))
-
-        pop = loop.create_task(blpop())
-        try:
-            await asyncio.wait((pop, stop), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._waiters.discard(stop)
-            stop.cancel()
-            if not pop.done():
-                pop.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *RETRYABLE):
-                    await pop
-        if not pop.cancelled() and isinstance(pop.exception(), RETRYABLE):
-            log.warning(
-                "Redis at %s unreachable while waiting for jobs (%s)", self.target, pop.exception()
-            )
-            await asyncio.sleep(min(seconds, self.max_backoff))
-
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        if not outcomes:
-            return []
-        # Stop extending first: a lease the keeper extended while this (fenced) finish was on
-        # its way would otherwise be reported as "lost" once the finish had removed it.
-        self.keeper.release((o.delivery.message.queue, o.delivery.message.id) for o in outcomes)
-        if self._idle_waiters and self.keeper.held == 0:
-            for waiter in self._idle_waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-        applied = await self._finish(outcomes)
-        for outcome, ok in zip(outcomes, applied, strict=True):
-            if ok:
-                if outcome.kind is OutcomeKind.ACK:
-                    self._counters.acked += 1
-                elif outcome.kind is OutcomeKind.RETRY:
-                    self._counters.retried += 1
-                elif outcome.kind is OutcomeKind.DEAD:
-                    self._counters.dead += 1
-        return applied
-
-    async def _finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        now = time.time()
-        indexes: dict[str, int] = {}
-        memo_ttl_ms = int(self.finish_memo_ttl * 1000)
-        args: list[Any] = [now, self._dead_ttl_ms, self.dead_letter_max, "", memo_ttl_ms, 0]
-        for outcome in outcomes:
-            queue = outcome.delivery.message.queue
-            index = indexes.setdefault(queue, len(indexes) + 1)
-            args += outcome_args(outcome, index, now, self.result_ttl)
-        args[3] = call_digest(outcomes)
-        keys = [self._base(q) for q in indexes]
-
-        async def send() -> Any:
-            try:
-                return await self._script("finish", keys, args)
-            except RETRYABLE:
-                args[5] = 1  # it may have run: the next send asks for the first answer
-                raise
-
-        reply = await self._retry("finish", send, self.finish_retry_time)
-        return [bool(r) for r in reply]
+    def _late(self, what: str) -> ConnectionError:
+        return ConnectionError(
+            f"Redis at {self.target} did not answer within {self.enqueue_timeout:g}s during "
+            f"{what}. Check that Redis is running, reachable and not overloaded (or raise "
+            "REPID['ENQUEUE_TIMEOUT']); then retry. A message is written once or not at all: "
+            "if the request reached Redis before the deadline it may have been written."
+        )
 
     def counters(self) -> BrokerCounters:
         return self._counters
+
+
+def _reset_after_fork() -> None:
+    for broker in list(_brokers):
+        broker.after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -94,6 +94,55 @@ async def run_many(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def run_many_sync(
+    client: redis.Redis,
+    name: str,
+    calls: Sequence[tuple[list[str], list[Any]]],
+    register: tuple[str, list[str]] | None = None,
+) -> list[Any]:
+    """:func:`run_many` for synchronous clients."""
+    s = script(name)
+    for attempt in range(2):
+        with client.pipeline(transaction=False) as pipe:
+            skip = 0
+            if register is not None and register[1]:
+                pipe.sadd(register[0], *register[1])
+                skip = 1
+            for keys, args in calls:
+                pipe.evalsha(s.sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)[skip:]
+        if attempt or not any(isinstance(r, NoScriptError) for r in replies):
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return list(replies)
+        client.script_load(s.source)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def retrying_sync[T](
+    what: str, call: Callable[[], T], target: str, max_backoff: float, deadline: float
+) -> T | None:
+    """:func:`retrying` for sync callers: ``None`` once ``deadline`` (monotonic) has passed."""
+    delay, failed = 0.05, False
+    while True:
+        try:
+            result = call()
+        except RETRYABLE as exc:
+            left = deadline - time.monotonic()
+            if not failed:
+                failed = True
+                log.warning("Redis at %s unreachable during %s (%s); retrying", target, what, exc)
+            if left <= 0:
+                return None
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, max_backoff)
+            continue
+        if failed:
+            log.warning("Redis at %s reachable again; %s resumed", target, what)
+        return result
+
+
 async def retrying[T](
     what: str,
     call: Callable[[], Awaitable[T]],
