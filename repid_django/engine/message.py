@@ -74,9 +74,6 @@ class Message:
     unknown_count: int = 0
     enqueued_at: float = field(default_factory=time.time)
 
-    def is_ready(self, now: float) -> bool:
-        return self.run_at is None or self.run_at <= now
-
     def expired(self, now: float) -> bool:
         """True when ``ttl`` seconds passed since the run became due and it has not started.
 

@@ -1,12 +1,27 @@
-"""Job results: what a finished run returned or raised."""
+"""Job results: what a finished run returned or raised, and how their times are given."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from .serializer import JSON
+
+MAX_ERROR_CHARS = 16_000
+"""The longest error text (traceback) a result or dead letter holds: the worker keeps the head
+and the tail of a longer one, and a broker may cut what is longer still."""
+
+
+@overload
+def stamp(seconds: float) -> datetime: ...
+@overload
+def stamp(seconds: None) -> None: ...
+@overload
+def stamp(seconds: float | None) -> datetime | None: ...
+def stamp(seconds: float | None) -> datetime | None:
+    """The aware UTC datetime of a Unix time (``None`` stays ``None``)."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +70,8 @@ class JobResult:
                 success=bool(data["success"]),
                 data=data.get("data"),
                 exception=data.get("exception"),
-                started_when=datetime.fromtimestamp(float(data["started_when"]), UTC),
-                finished_when=datetime.fromtimestamp(float(data["finished_when"]), UTC),
+                started_when=stamp(float(data["started_when"])),
+                finished_when=stamp(float(data["finished_when"])),
                 attempt=int(data.get("attempt", 0)),
                 timed_out=bool(data.get("timed_out", False)),
             )

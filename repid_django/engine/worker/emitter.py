@@ -61,8 +61,9 @@ class Emitter:
         """Record one job event (cheap; never awaits)."""
         buffer = self._buffer
         if len(buffer) >= self.max_buffer:
-            del buffer[: len(buffer) // 10 or 1]
-            self.dropped += 1
+            drop = len(buffer) // 10 or 1
+            del buffer[:drop]
+            self.dropped += drop
         buffer.append(
             JobEvent(kind, message, time.time(), self.worker_id, result, error, reason, retry_at)
         )

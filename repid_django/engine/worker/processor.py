@@ -9,6 +9,7 @@ short, growing delay, then DEAD as ``unknown_actor``). Nothing here touches the 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -18,13 +19,12 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from datetime import UTC, datetime
 from typing import Any
 
 from ..actor import Actor
 from ..brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
 from ..message import Message
-from ..results import JobResult
+from ..results import MAX_ERROR_CHARS, JobResult, stamp
 from ..retry import default_retry_policy
 from ..serializer import JSON, check_json, dumps, loads
 
@@ -33,8 +33,9 @@ logger = logging.getLogger("repid_django.worker")
 _NO_PROCESSES = sys.platform == "emscripten"
 """No process pools there: ``run_in_process`` actors run in threads (as the seeds say)."""
 
-MAX_ERROR_CHARS = 16_000
-"""Error texts (tracebacks) longer than this keep their head and their tail."""
+
+_CUT_NOTE_ROOM = 64
+"""Characters kept free for the note that says how much of a long error text was cut."""
 
 
 class _RemoteFailure(Exception):
@@ -49,8 +50,8 @@ def error_text(exc: BaseException) -> str:
     """The exception with its traceback, bounded to :data:`MAX_ERROR_CHARS`."""
     text = exc.text if isinstance(exc, _RemoteFailure) else "".join(traceback.format_exception(exc))
     if len(text) > MAX_ERROR_CHARS:
-        half = MAX_ERROR_CHARS // 2
-        cut = len(text) - MAX_ERROR_CHARS
+        half = (MAX_ERROR_CHARS - _CUT_NOTE_ROOM) // 2
+        cut = len(text) - 2 * half
         text = f"{text[:half]}\n[... {cut} characters cut ...]\n{text[-half:]}"
     return text.rstrip("\n")
 
@@ -77,10 +78,6 @@ def run_in_child(fn: Callable[..., Any], payload: bytes, actor: str) -> tuple[bo
         return False, error_text(exc)
 
 
-def _stamp(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
 def _result(
     message: Message,
     started: float,
@@ -97,8 +94,8 @@ def _result(
         success=error is None,
         data=data,
         exception=error,
-        started_when=_stamp(started),
-        finished_when=_stamp(finished),
+        started_when=stamp(started),
+        finished_when=stamp(finished),
         attempt=message.attempt,
         timed_out=timed_out,
     )
@@ -179,8 +176,11 @@ class Processor:
             if not ok:
                 raise _RemoteFailure(str(payload))
             return loads(payload)
+        # The thread runs in a copy of this task's context: the current connection (a context
+        # variable set by ``app.magic()``) is the one the actor enqueues over.
+        context = contextvars.copy_context()
         value = await loop.run_in_executor(
-            self._thread_pool(), functools.partial(call_actor, fn, args)
+            self._thread_pool(), functools.partial(context.run, call_actor, fn, args)
         )
         if inspect.isawaitable(value):
             value = await value

@@ -2,7 +2,8 @@
 
 Processing tasks append their :class:`Outcome` to a list; a background task sends what has
 gathered in a very short window (or a full batch at once) with one ``broker.finish()`` call,
-then counts, reports lost leases, stores results kept apart and emits events.
+then counts (in the run's :class:`Counters`), reports lost leases, stores results kept apart
+and emits events.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..brokers.base import DeadReason, Outcome, OutcomeKind
+from ..brokers.base import Outcome, OutcomeKind
 from ..results import JobResult
+from .counters import Counters
 from .emitter import Emitter
 from .events import EventKind
 
 if TYPE_CHECKING:
     from ..connection import Connection
-    from .runner import _Runner
 
 logger = logging.getLogger("repid_django.worker")
 
@@ -35,14 +36,17 @@ _EVENT_OF = {
 
 
 class Recorder:
-    """Sends outcomes in batches and updates the run's counters (``runner``).
+    """Sends outcomes in batches and counts them in ``counters``.
 
-    ``on_recorded`` is called after every batch (the runner wakes its loop with it).
+    ``busy`` tells whether more outcomes are on their way (jobs still run): then a batch waits
+    ``window`` seconds to gather them. ``on_recorded`` is called after every batch (the run
+    wakes its loop with it).
     """
 
     def __init__(
         self,
-        runner: _Runner,
+        counters: Counters,
+        busy: Callable[[], bool],
         connection: Connection,
         emitter: Emitter | None,
         on_recorded: Callable[[], None],
@@ -52,7 +56,8 @@ class Recorder:
     ) -> None:
         self.pending: list[Outcome] = []
         self.finishing = False
-        self._runner = runner
+        self.counters = counters
+        self._busy = busy
         self._connection = connection
         self._broker = connection.message_broker
         self._apart = connection.results_apart
@@ -96,7 +101,7 @@ class Recorder:
                 self._window > 0
                 and len(self.pending) < self._batch_max
                 and not self._closing
-                and self._runner.busy
+                and self._busy()
             ):
                 # More outcomes are on their way: gather them into this batch. With nothing
                 # else running (an idle worker), finish at once: no latency is added.
@@ -119,14 +124,14 @@ class Recorder:
         applied = await self._finish(sent)
         if applied is None:
             return
-        runner = self._runner
+        counters = self.counters
         emitter = self._emitter
         results: list[tuple[JobResult, float | None]] = []
         for outcome, ok in zip(batch, applied, strict=True):
             kind = outcome.kind
             message = outcome.delivery.message
             if not ok:
-                runner.lease_lost += 1
+                counters.lease_lost += 1
                 logger.warning(
                     "lease lost for job %s (actor %r): the broker refused its %s; another "
                     "worker may run it again",
@@ -137,17 +142,7 @@ class Recorder:
                 if emitter is not None:
                     emitter.job(EventKind.LEASE_LOST, message, result=outcome.result)
                 continue
-            if kind is OutcomeKind.ACK:
-                runner.succeeded += 1
-            elif kind is OutcomeKind.RETRY:
-                runner.failed += 1
-                runner.retried += 1
-            elif kind is OutcomeKind.DEAD:
-                runner.dead += 1
-                if outcome.reason is not DeadReason.UNKNOWN_ACTOR:
-                    runner.failed += 1
-            else:
-                runner.rejected += 1
+            counters.recorded(kind, outcome.reason)
             if outcome.result is not None and self._apart:
                 results.append((outcome.result, message.result_ttl))
             if emitter is not None:

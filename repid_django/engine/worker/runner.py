@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING
 from ..actor import Actor
 from ..brokers.base import Delivery, Outcome, OutcomeKind
 from . import signals
+from .counters import Counters
 from .emitter import Emitter
 from .events import EventKind, WorkerInfo
+from .options import RunOptions
 from .pools import Pools
 from .processor import Processor
 from .recorder import Recorder
 
 if TYPE_CHECKING:
     from ..connection import Connection
-    from .worker import Worker
 
 logger = logging.getLogger("repid_django.worker")
 
@@ -36,36 +37,25 @@ GATHER_WINDOW = 0.005
 """Seconds a busy worker waits for more free slots before claiming only a few messages."""
 
 LISTENER_STOP_WAIT = 5.0
+"""Seconds listeners get to take the last events at shutdown."""
+
 TRANSIENT_ERRORS = (ConnectionError, OSError, TimeoutError)
 """Claim errors worth retrying for ever (the broker is away); others stop the worker after
 ``MAX_BROKEN_CLAIMS`` in a row, so a broken deployment fails loudly instead of spinning."""
 MAX_BROKEN_CLAIMS = 3
-"""Seconds listeners get to take the last events at shutdown."""
+"""Failed claims in a row (other than :data:`TRANSIENT_ERRORS`) that stop the worker."""
 
 CANCEL_WAIT = 5.0
 """Seconds cancelled actors get to unwind at shutdown."""
 
 
 class _Runner:
-    """A worker run and its counters.
+    """A worker run and its counters (``processed`` ..., read from :attr:`counters`; see
+    :class:`~.counters.Counters` for what each counts)."""
 
-    ``processed``: actor runs that ended (successfully or not); ``succeeded``, ``failed``
-    (runs that raised or timed out), ``retried``, ``dead``, ``rejected`` (returned to the
-    queue without spending a retry), ``lease_lost`` (outcomes the broker refused), ``claimed``
-    (messages received), ``unknown`` (messages for actors this worker does not have).
-    """
-
-    def __init__(self, worker: Worker, connection: Connection) -> None:
+    def __init__(self, worker: RunOptions, connection: Connection) -> None:
         self.worker_id = worker.id
-        self.processed = 0
-        self.succeeded = 0
-        self.failed = 0
-        self.retried = 0
-        self.dead = 0
-        self.rejected = 0
-        self.lease_lost = 0
-        self.claimed = 0
-        self.unknown = 0
+        self.counters = Counters()
         self.started_at = 0.0
         self.stopped_at: float | None = None
         self.state = "starting"
@@ -100,7 +90,8 @@ class _Runner:
                 heartbeat_interval=worker.heartbeat_interval,
             )
         self._recorder = Recorder(
-            self,
+            self.counters,
+            lambda: self.busy,
             connection,
             self._emitter,
             self._wakeup.set,
@@ -114,6 +105,43 @@ class _Runner:
             f"<_Runner {self.worker_id} {self.state}: processed={self.processed} "
             f"failed={self.failed} rejected={self.rejected}>"
         )
+
+    # counters --------------------------------------------------------------------------------
+    @property
+    def processed(self) -> int:
+        return self.counters.processed
+
+    @property
+    def succeeded(self) -> int:
+        return self.counters.succeeded
+
+    @property
+    def failed(self) -> int:
+        return self.counters.failed
+
+    @property
+    def retried(self) -> int:
+        return self.counters.retried
+
+    @property
+    def dead(self) -> int:
+        return self.counters.dead
+
+    @property
+    def rejected(self) -> int:
+        return self.counters.rejected
+
+    @property
+    def lease_lost(self) -> int:
+        return self.counters.lease_lost
+
+    @property
+    def claimed(self) -> int:
+        return self.counters.claimed
+
+    @property
+    def unknown(self) -> int:
+        return self.counters.unknown
 
     @property
     def running(self) -> int:
@@ -250,7 +278,7 @@ class _Runner:
                         return
                     await self._wait_settled()
                 continue
-            self.claimed += len(deliveries)
+            self.counters.claimed += len(deliveries)
             if self._stop_reason is not None:
                 for delivery in deliveries:
                     self._push(Outcome(delivery, OutcomeKind.REJECT))
@@ -261,7 +289,7 @@ class _Runner:
     def _dispatch(self, delivery: Delivery) -> None:
         actor = self._actors.get(delivery.message.actor)
         if actor is None:
-            self.unknown += 1
+            self.counters.unknown += 1
             self._push(self._processor.unknown(delivery))
         elif len(self._tasks) < self._concurrency:
             self._start(delivery, actor)
@@ -286,7 +314,7 @@ class _Runner:
             outcome = Outcome(delivery, OutcomeKind.REJECT, run_at=time.time() + 1.0)
         else:
             outcome = task.result()
-            self.processed += 1
+            self.counters.processed += 1
         self._push(outcome)
         if self._buffer and self._stop_reason is None:
             self._start(*self._buffer.popleft())

@@ -162,7 +162,9 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         self._loop = loop
         remove = install_signals(loop, DEFAULT_SIGNALS, self._on_signal) if handle_signals else None
-        # The worker's connection is the current one for its actors (follow-up enqueues).
+        # The worker's connection is the current one for its actors' follow-up enqueues:
+        # async actors run in this context, sync ones in a copy of it (engine/worker/processor)
+        # in the thread pool; run_in_process actors use their process's default connection.
         app = Repid(self._connection)
         try:
             async with app.magic(auto_disconnect=True):
