@@ -5,10 +5,9 @@ No bulk enqueue API.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from _common import COUNTER, alatency_loop, atimed_loop, parse_args
+from _common import COUNTER, alatency_loop, atimed_loop, parse_args, run
 from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker
@@ -45,4 +44,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

@@ -1,13 +1,14 @@
 """celery adapter: ``celery worker`` with its defaults (prefork pool, concurrency = CPU count,
 acks early, prefetch multiplier 4, no result backend).  No bulk enqueue API
-(``group``/``chunks`` send one message per task).
+(``group``/``chunks`` send one message per task).  Sync enqueue: ``task.delay`` (the library is
+sync only: the one-by-one phase is the same plain loop).
 """
 
 from __future__ import annotations
 
 import os
 
-from _common import COUNTER, latency_loop, parse_args, timed_loop
+from _common import COUNTER, latency_loop, parse_args, sync_loop, timed_loop
 from celery import Celery
 
 args = parse_args()
@@ -31,6 +32,8 @@ def main() -> None:
 
     if args.mode == "enqueue":
         timed_loop(args.n, one)
+    elif args.mode == "enqueue-sync":
+        sync_loop(args.n, one)
     elif args.mode == "latency":
         latency_loop(args.n, one)
     else:

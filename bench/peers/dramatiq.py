@@ -1,5 +1,6 @@
 """dramatiq adapter: its Worker in-process (what ``dramatiq --processes 1`` runs in its one child),
 8 threads (the CLI default), default middleware (no results backend).  No bulk enqueue API.
+Sync enqueue: ``actor.send`` (sync only: the one-by-one phase is the same plain loop).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import signal
 import threading
 
 import dramatiq
-from _common import COUNTER, latency_loop, parse_args, timed_loop
+from _common import COUNTER, latency_loop, parse_args, sync_loop, timed_loop
 from dramatiq.brokers.redis import RedisBroker
 
 args = parse_args()
@@ -36,6 +37,8 @@ def main() -> None:
 
     if args.mode == "enqueue":
         timed_loop(args.n, one)
+    elif args.mode == "enqueue-sync":
+        sync_loop(args.n, one)
     elif args.mode == "latency":
         latency_loop(args.n, one)
     else:

@@ -1,11 +1,12 @@
 """huey adapter: RedisHuey (blocking BRPOP) and its consumer with its default of 1 worker thread.
 
 Results on by default, but a task returning None stores nothing.  No bulk enqueue API.
+Sync enqueue: calling the task (sync only: the one-by-one phase is the same plain loop).
 """
 
 from __future__ import annotations
 
-from _common import COUNTER, latency_loop, parse_args, timed_loop
+from _common import COUNTER, latency_loop, parse_args, sync_loop, timed_loop
 from huey import RedisHuey
 
 args = parse_args()
@@ -28,6 +29,8 @@ def main() -> None:
 
     if args.mode == "enqueue":
         timed_loop(args.n, one)
+    elif args.mode == "enqueue-sync":
+        sync_loop(args.n, one)
     elif args.mode == "latency":
         latency_loop(args.n, one)
     else:

@@ -5,10 +5,9 @@ no result storage).  No bulk enqueue API.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 
-from _common import COUNTER, alatency_loop, atimed_loop, parse_args
+from _common import COUNTER, alatency_loop, atimed_loop, parse_args, run
 from repid import Repid, Router
 from repid.connections import RedisServer
 
@@ -46,4 +45,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

@@ -1,6 +1,9 @@
 """repid_django adapter (runs in the project venv): ``Worker`` with its defaults
 (concurrency 100, claims and completions in batches, lease kept by a heartbeat, results stored
-1 day).  Bulk: ``enqueue_many`` (one round trip).
+1 day).  Bulk: ``enqueue_many`` (one round trip).  Sync: ``Job(...).enqueue()`` called without
+``await`` from plain sync code (no event loop), over the process's default connection, the way
+a sync Django view calls it.  The async modes run on uvloop when it is installed (the ``fast``
+extra), see ``_common.run``.
 
 Scenarios (``--scenario``) for the engine-only measurements: ``noop`` (async no-op), ``sleep``
 (``await asyncio.sleep(0.01)``), ``sync`` (a plain ``def`` run in the worker's thread pool).
@@ -14,12 +17,22 @@ from __future__ import annotations
 import asyncio
 import os
 
-from _common import COUNTER, alatency_loop, atimed_bulk, atimed_loop, parse_args
+from _common import COUNTER, alatency_loop, atimed_bulk, atimed_loop, parse_args, run, sync_loop
 
-from repid_django import Connection, Job, Queue, RedisMessageBroker, Repid, Router, Worker
+from repid_django import (
+    Connection,
+    Job,
+    Queue,
+    RedisMessageBroker,
+    Repid,
+    Router,
+    Worker,
+    set_default_connection,
+)
 from repid_django import enqueue_many as _enqueue_many
 
 router = Router()
+args = parse_args()
 
 
 def build(scenario: str) -> None:
@@ -43,10 +56,23 @@ def build(scenario: str) -> None:
             COUNTER.hit()
 
 
+def sync_main() -> None:
+    """``enqueue-sync``: plain sync code, the connection made the process default."""
+    connection = Connection(RedisMessageBroker(args.redis))
+    set_default_connection(connection)
+    try:
+        Queue().declare()
+
+        def one(i: int) -> None:
+            Job("noop", args={"x": i}).enqueue()
+
+        sync_loop(args.n, one)
+    finally:
+        set_default_connection(None)
+        connection.close()
+
+
 async def main() -> None:
-    args = parse_args()
-    if os.environ.get("BENCH_MIRROR") == "1":
-        raise SystemExit("ORM mirror measurement: not wired yet (needs the Django app's mirror)")
     build(args.scenario)
     app = Repid(Connection(RedisMessageBroker(args.redis)))
     async with app.magic(auto_disconnect=True):
@@ -74,4 +100,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if os.environ.get("BENCH_MIRROR") == "1":
+        raise SystemExit("ORM mirror measurement: not wired yet (needs the Django app's mirror)")
+    if args.mode == "enqueue-sync":
+        sync_main()
+    else:
+        run(main)

@@ -2,12 +2,13 @@
 
 Bulk: ``Queue.enqueue_many`` (one pipeline).  The work-horse exits with ``os._exit``, so the
 counter is published at once in every job (one command to the control server, not the
-measured one).
+measured one).  Sync enqueue: ``Queue.enqueue`` (the library is sync only: the one-by-one phase
+is the same plain loop).
 """
 
 from __future__ import annotations
 
-from _common import COUNTER, latency_loop, parse_args, timed_bulk, timed_loop
+from _common import COUNTER, latency_loop, parse_args, sync_loop, timed_bulk, timed_loop
 from _rq_jobs import noop
 from redis import Redis
 from rq import Queue, Worker
@@ -30,6 +31,8 @@ def main() -> None:
 
     if args.mode == "enqueue":
         timed_loop(args.n, one)
+    elif args.mode == "enqueue-sync":
+        sync_loop(args.n, one)
     elif args.mode == "enqueue-bulk":
         timed_bulk(args.n, many)
     else:

@@ -8,7 +8,7 @@ import asyncio
 import signal
 from typing import Any
 
-from _common import COUNTER, alatency_loop, atimed_loop, parse_args
+from _common import COUNTER, alatency_loop, atimed_loop, parse_args, run
 from saq import Queue, Worker
 
 
@@ -43,4 +43,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

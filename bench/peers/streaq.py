@@ -4,9 +4,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from _common import COUNTER, alatency_loop, atimed_bulk, atimed_loop, parse_args
+from _common import COUNTER, alatency_loop, atimed_bulk, atimed_loop, parse_args, run
 from streaq import Worker
 
 args = parse_args()
@@ -39,4 +37,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

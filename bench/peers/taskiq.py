@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from _common import COUNTER, alatency_loop, atimed_loop, parse_args
+from _common import COUNTER, alatency_loop, atimed_loop, parse_args, run
 from taskiq.acks import AcknowledgeType
 from taskiq.api import run_receiver_task
 from taskiq_redis import RedisStreamBroker
@@ -54,4 +54,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

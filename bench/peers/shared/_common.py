@@ -5,7 +5,10 @@ Standard library only, so that it runs unchanged in every peer's virtual environ
 Protocol (one adapter process per phase, spoken over stdin/stdout):
 
 - ``enqueue N`` / ``enqueue-bulk N``: set up, print ``READY``, wait for a line on stdin, enqueue
-  N no-op jobs, print ``RESULT {"elapsed": seconds}`` and exit.
+  N no-op jobs, print ``RESULT {"elapsed": seconds, "loop": ...}`` and exit.
+- ``enqueue-sync N`` (libraries with a plain synchronous enqueue): one warm-up call, ``READY``,
+  then N calls from a plain loop with no event loop in the process's main thread; the result
+  adds the p50/p99 of the calls.
 - ``work N``: run the library's worker until the harness stops it (SIGTERM to the process group).
 - ``latency K``: enqueue one job, wait for the actor's signal, K times (plus a warm-up);
   print ``RESULT {"samples": [seconds, ...]}``.
@@ -23,17 +26,45 @@ Completion is counted outside the library's Redis, on a separate *control* redis
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import importlib
 import json
 import os
 import socket
+import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlparse
 
 WARMUP = 5
+
+# The event loop the adapter runs on: "none (sync)" until ``run()`` starts one.
+LOOP = "none (sync)"
+
+
+def run(main: Callable[[], Coroutine[Any, Any, object]]) -> None:
+    """Run an async adapter on uvloop when it is installed, else on ``asyncio.run``.
+
+    Same rule for every asyncio library (``BENCH_LOOP=asyncio`` forces the standard loop).
+    """
+    global LOOP  # noqa: PLW0603 - one loop per adapter process
+    uvloop: Any = None
+    if os.environ.get("BENCH_LOOP", "") != "asyncio":
+        with contextlib.suppress(ImportError):
+            uvloop = importlib.import_module("uvloop")
+    if uvloop is not None:
+        LOOP = f"uvloop {uvloop.__version__}"
+        print(f"event loop: {LOOP}", file=sys.stderr, flush=True)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    else:
+        LOOP = "asyncio"
+        print("event loop: asyncio", file=sys.stderr, flush=True)
+        asyncio.run(main())
 
 
 class Ctl:
@@ -144,7 +175,9 @@ COUNTER = Counter()
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["enqueue", "enqueue-bulk", "work", "latency"])
+    parser.add_argument(
+        "mode", choices=["enqueue", "enqueue-sync", "enqueue-bulk", "work", "latency"]
+    )
     parser.add_argument("n", type=int)
     parser.add_argument("--redis", required=True)
     parser.add_argument("--concurrency", type=int, default=0, help="0: the adapter's default")
@@ -158,6 +191,7 @@ def ready() -> None:
 
 
 def result(**data: Any) -> None:
+    data.setdefault("loop", LOOP)
     print("RESULT " + json.dumps(data), flush=True)
 
 
@@ -167,6 +201,33 @@ def timed_loop(n: int, enqueue_one: Callable[[int], object]) -> None:
     for i in range(n):
         enqueue_one(i)
     result(elapsed=time.perf_counter() - start)
+
+
+def sync_loop(n: int, enqueue_one: Callable[[int], object]) -> None:
+    """``enqueue-sync``: n plain calls from sync code, each timed (one warm-up call first)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise SystemExit("enqueue-sync must run from plain sync code, not inside an event loop")
+    enqueue_one(-1)  # connects / imports lazily, like the set-up of the other modes
+    ready()
+    clock = time.perf_counter
+    samples = [0.0] * n
+    start = clock()
+    for i in range(n):
+        t0 = clock()
+        enqueue_one(i)
+        samples[i] = clock() - t0
+    elapsed = clock() - start
+    q = statistics.quantiles(samples, n=100, method="inclusive") if n > 1 else samples * 99
+    result(
+        elapsed=elapsed,
+        p50_ms=statistics.median(samples) * 1000,
+        p99_ms=q[98] * 1000,
+        caller="plain sync loop, no event loop",
+    )
 
 
 async def atimed_loop(n: int, enqueue_one: Callable[[int], Any]) -> None:
