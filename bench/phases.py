@@ -1,4 +1,8 @@
-"""The measured phases: enqueue (one by one / bulk), work, latency."""
+"""The measured phases: enqueue (one by one / bulk / from sync code), work, latency.
+
+Each enqueue and work phase also reads the measured server's CPU (``INFO cpu``) before and
+after (see ``redis_server.CpuWindow``): nothing but the library talks to it in between.
+"""
 
 from __future__ import annotations
 
@@ -39,17 +43,27 @@ class Target:
 
 
 def enqueue(
-    t: Target, n: int, *, bulk: bool = False, timeout: float = 120.0, profile: Path | None = None
+    t: Target,
+    n: int,
+    *,
+    bulk: bool = False,
+    sync: bool = False,
+    timeout: float = 120.0,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
-    """Enqueue n jobs (one by one, or with the bulk API); the queue keeps them."""
+    """Enqueue n jobs (one by one, with the bulk API, or one by one from plain sync code);
+    the queue keeps them."""
     deadline = time.monotonic() + timeout
-    proc = t.adapter("enqueue-bulk" if bulk else "enqueue", n)
+    mode = "enqueue-bulk" if bulk else "enqueue-sync" if sync else "enqueue"
+    proc = t.adapter(mode, n)
     try:
         proc.expect("READY", deadline)
         recorder = Recorder(proc.proc.pid, profile) if profile else None
         before = t.redis.commandstats()
+        window = t.redis.cpu_window()
         proc.go()
         res = proc.result(deadline)
+        cpu = window.stop()
         commands = command_delta(before, t.redis.commandstats())
         if recorder:
             recorder.stop()
@@ -59,9 +73,18 @@ def enqueue(
     return {
         "rate": n / elapsed,
         "elapsed": elapsed,
+        "p50_ms": res.get("p50_ms"),
+        "p99_ms": res.get("p99_ms"),
+        "loop": res.get("loop"),
         **per_job(commands, n),
+        **cpu_per_job(cpu, n),
         "commands": commands,
     }
+
+
+def cpu_per_job(cpu: dict[str, float], n: int) -> dict[str, float]:
+    """Redis server CPU per job (microseconds), net of the idle rate, and the raw window."""
+    return {"cpu_us_per_job": cpu["cpu_us"] / n, **cpu}
 
 
 STALL = 45.0  # seconds without a job done (start-up included) before a work phase fails
@@ -100,6 +123,7 @@ def work(
     """Start the worker(s) on a queue holding n jobs; measure until all n ran."""
     t.ctl.flush()
     before = t.redis.commandstats()
+    window = t.redis.cpu_window()
     started = time.monotonic()
     workers = [
         t.adapter("work", n, concurrency=concurrency, scenario=scenario, **env)
@@ -128,6 +152,7 @@ def work(
                     f"{done}/{n} jobs: {dead[0].tail()}"
                 )
             time.sleep(0.01)
+        cpu = window.stop()
         commands = command_delta(before, t.redis.commandstats())
         rss = sampler.finish()
     finally:
@@ -144,6 +169,7 @@ def work(
         "wall_with_startup": time.monotonic() - started,
         "rss_mb": rss / 2**20,
         **per_job(commands, n),
+        **cpu_per_job(cpu, n),
         "commands": commands,
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 import redis.asyncio as aredis
@@ -77,6 +79,10 @@ class RedisServer:
                     raise RuntimeError(f"{self.binary} did not start") from None
                 time.sleep(0.05)
         self.version = str(self.client.info("server")["redis_version"])
+        # What the server burns with nobody talking to it (serverCron & co), per second of wall
+        # time, and what one INFO call costs it: subtracted from every CPU window (calibrate()).
+        self.idle_us_per_s = 0.0
+        self.info_us = 0.0
 
     def flush(self) -> None:
         self.client.flushall()
@@ -87,6 +93,33 @@ class RedisServer:
         stats = self.client.info("commandstats")
         return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
+    def cpu(self) -> float:
+        """CPU seconds the server process used so far (``used_cpu_user + used_cpu_sys``)."""
+        info = self.client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def calibrate(self, windows: int = 4, idle: float = 0.5, infos: int = 200) -> dict[str, float]:
+        """Measure the idle CPU rate (median of a few windows) and the cost of one INFO call,
+        with nothing else connected."""
+        self.flush()
+        first = self.cpu()
+        for _ in range(infos):
+            self.cpu()
+        last = self.cpu()
+        self.info_us = max(0.0, (last - first) * 1e6 / (infos + 1))
+        rates = []
+        for _ in range(windows):
+            start, t0 = self.cpu(), time.monotonic()
+            time.sleep(idle)
+            end, t1 = self.cpu(), time.monotonic()
+            # The window holds one INFO (half of the first call, half of the last).
+            rates.append(max(0.0, ((end - start) * 1e6 - self.info_us) / (t1 - t0)))
+        self.idle_us_per_s = statistics.median(rates)
+        return {"idle_us_per_s": self.idle_us_per_s, "info_us": self.info_us}
+
+    def cpu_window(self) -> CpuWindow:
+        return CpuWindow(self)
+
     def stop(self) -> None:
         self.client.close()
         self.proc.terminate()
@@ -96,6 +129,26 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class CpuWindow:
+    """Server CPU between ``cpu_window()`` and ``stop()``, less the idle rate and one INFO.
+
+    Only the library's processes may talk to the server in between (the harness polls the
+    control server, and the adapters publish their job counts there).
+    """
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.start = server.cpu()
+        self.t0 = time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        end = self.server.cpu()
+        wall = time.monotonic() - self.t0
+        raw = (end - self.start) * 1e6
+        idle = self.server.idle_us_per_s * wall + self.server.info_us
+        return {"cpu_us_raw": raw, "cpu_us": max(0.0, raw - idle), "cpu_wall_s": wall}
 
 
 def command_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -115,8 +168,54 @@ def ceiling(server: RedisServer, n: int) -> dict[str, object]:
             out = _redis_benchmark(server, tool, n)
     if out is None:
         out = _redis_py_loop(server, n)
-    out["redis_py_asyncio_set_per_s"] = asyncio.run(_redis_py_async_loop(server, n // 5))
+    uvloop = _uvloop()
+    if uvloop is None:
+        rate = asyncio.run(_redis_py_async_loop(server, n // 5))
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            rate = runner.run(_redis_py_async_loop(server, n // 5))
+    out["redis_py_asyncio_set_per_s"] = rate
+    out["redis_py_asyncio_loop"] = "asyncio" if uvloop is None else "uvloop"
     return out
+
+
+def _uvloop() -> Any:
+    """uvloop when installed and not turned off (``BENCH_LOOP=asyncio``): the adapters' rule."""
+    if os.environ.get("BENCH_LOOP", "") == "asyncio":
+        return None
+    try:
+        return importlib.import_module("uvloop")
+    except ImportError:
+        return None
+
+
+def sync_floor(server: RedisServer, n: int) -> dict[str, object]:
+    """The wire reference of a sync enqueue: n ``redis.Redis().set()`` calls from a plain loop."""
+    import redis.utils
+
+    client = redis.Redis(port=server.port)
+    client.ping()
+    clock = time.perf_counter
+    samples = [0.0] * n
+    window = server.cpu_window()
+    start = clock()
+    for i in range(n):
+        t0 = clock()
+        client.set("bench:floor", i)
+        samples[i] = clock() - t0
+    elapsed = clock() - start
+    cpu = window.stop()
+    client.close()
+    server.flush()
+    samples.sort()
+    return {
+        "calls_per_s": n / elapsed,
+        "p50_ms": statistics.median(samples) * 1000,
+        "p99_ms": samples[min(n - 1, int(n * 0.99))] * 1000,
+        "cpu_us_per_call": cpu["cpu_us"] / n,
+        "parser": "hiredis" if redis.utils.HIREDIS_AVAILABLE else "python",
+        "calls": n,
+    }
 
 
 async def _redis_py_async_loop(server: RedisServer, n: int) -> float:
@@ -172,7 +271,16 @@ def median_ceiling(ceilings: list[dict[str, object]]) -> dict[str, object]:
     if not ceilings:
         return {"tool": "not measured", "set_per_s": None, "set_per_s_pipelined_100": None}
     out = dict(ceilings[0])
-    for key in ("set_per_s", "set_per_s_pipelined_100", "redis_py_asyncio_set_per_s"):
+    for key in (
+        "set_per_s",
+        "set_per_s_pipelined_100",
+        "redis_py_asyncio_set_per_s",
+        "sync_floor_calls_per_s",
+        "sync_floor_p50_ms",
+        "sync_floor_cpu_us_per_call",
+        "idle_us_per_s",
+        "info_us",
+    ):
         values = [c[key] for c in ceilings if isinstance(c.get(key), float | int)]
         out[key] = statistics.median(values) if values else None  # type: ignore[arg-type]
     out["all"] = [c.get("set_per_s") for c in ceilings]
