@@ -16,8 +16,8 @@ from . import venvs
 from .extras import profile_engine, run_extras
 from .libraries import BY_NAME, LIBRARIES, OURS
 from .phases import Target
-from .redis_server import RedisServer, ceiling, median_ceiling
-from .report import extras_table, main_table, ratios
+from .redis_server import RedisServer, ceiling, median_ceiling, sync_floor
+from .report import cpu_note, extras_table, loops_note, main_table, ratios
 from .suite import Entry
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +35,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=None, help="runs per library (median; default 3)")
     p.add_argument("--jobs", type=int, default=None, help="jobs per phase (default 10,000)")
     p.add_argument("--latency", type=int, default=None, help="round trips measured (default 200)")
+    p.add_argument(
+        "--sync-calls",
+        type=int,
+        default=None,
+        help="sync enqueue calls from plain sync code (default 5,000; 1,000 with --small)",
+    )
+    p.add_argument(
+        "--no-uvloop",
+        action="store_true",
+        help="run every asyncio adapter on asyncio.run (default: uvloop where installed)",
+    )
     p.add_argument("--no-extras", action="store_true", help="skip the repid_django-only scenarios")
     p.add_argument(
         "--mirror",
@@ -50,6 +61,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.runs = args.runs or (1 if args.small else 3)
     args.jobs = args.jobs or (2_000 if args.small else 10_000)
     args.latency = args.latency or (30 if args.small else 200)
+    args.sync_calls = args.sync_calls or (1_000 if args.small else 5_000)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or [x.name for x in LIBRARIES]
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
@@ -102,6 +114,8 @@ def prepare(name: str, logs: Path, say: Any) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.no_uvloop:
+        os.environ["BENCH_LOOP"] = "asyncio"  # inherited by every adapter (see _common.run)
     stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
     logs = RESULTS / "logs" / stamp
     logs.mkdir(parents=True, exist_ok=True)
@@ -134,12 +148,27 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{name}: FAILED to prepare: {exc}")
                 continue
             target = Target(name, python, redis, ctl, logs / f"{name}.log")
-            entries.append(Entry(target, lib, args.jobs, args.latency))
+            entries.append(Entry(target, lib, args.jobs, args.latency, args.sync_calls))
         # Rounds: every library once per round, so that a slow spell of the machine spreads
         # over all of them rather than hitting one library's runs.
         for i in range(args.runs):
-            ceilings.append(ceiling(redis, 100_000))
-            say(f"round {i + 1}/{args.runs}: ceiling {ceilings[-1]['set_per_s']:,.0f} SET/s")
+            calibration = redis.calibrate()
+            ceil_i = ceiling(redis, 100_000)
+            floor = sync_floor(redis, args.sync_calls)
+            ceil_i.update(
+                calibration,
+                sync_floor_calls_per_s=floor["calls_per_s"],
+                sync_floor_p50_ms=floor["p50_ms"],
+                sync_floor_cpu_us_per_call=floor["cpu_us_per_call"],
+                sync_floor_parser=floor["parser"],
+            )
+            ceilings.append(ceil_i)
+            say(
+                f"round {i + 1}/{args.runs}: ceiling {ceil_i['set_per_s']:,.0f} SET/s; sync "
+                f"floor {floor['calls_per_s']:,.0f} SET/s (p50 {floor['p50_ms']:.3f} ms, "
+                f"Redis CPU {floor['cpu_us_per_call']:.1f} us/SET); Redis idle "
+                f"{calibration['idle_us_per_s']:,.0f} us/s, INFO {calibration['info_us']:.0f} us"
+            )
             for entry in entries:
                 entry.run_once(say)
         for entry in entries:
@@ -169,7 +198,16 @@ def main(argv: list[str] | None = None) -> int:
         f"Raw ceiling: {_fmt(ceil['set_per_s'])} SET/s single client unpipelined "
         f"({ceil['tool']}); {_fmt(ceil.get('set_per_s_pipelined_100'))} SET/s with "
         f"pipelines of 100; {_fmt(ceil.get('redis_py_asyncio_set_per_s'))} SET/s from an awaited "
-        "redis-py asyncio loop (what one Python client call costs).",
+        f"redis-py asyncio loop on {ceil.get('redis_py_asyncio_loop', 'asyncio')} (what one "
+        "Python client call costs).",
+        f"Sync floor (the wire reference of a sync enqueue): `redis.Redis().set()` "
+        f"{args.sync_calls:,} times from a plain loop, redis-py {_redis_py()} "
+        f"({ceil.get('sync_floor_parser', '?')} parser): "
+        f"{_fmt(ceil.get('sync_floor_calls_per_s'))} calls/s, p50 "
+        f"{_fmt(ceil.get('sync_floor_p50_ms'), '.3f')} ms, Redis CPU "
+        f"{_fmt(ceil.get('sync_floor_cpu_us_per_call'), '.1f')} us per SET.",
+        cpu_note(ceil),
+        loops_note(rows),
         "",
         main_table(rows),
     ]
@@ -192,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "jobs": args.jobs,
         "latency_k": args.latency,
+        "sync_calls": args.sync_calls,
+        "loop_rule": "asyncio.run (--no-uvloop)" if args.no_uvloop else "uvloop where installed",
         "libraries": rows,
         "extras": extras,
     }
@@ -201,12 +241,20 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / "latest.md").write_text(table + "\n")
     say(f"results: {out.relative_to(HERE.parent)} (logs in {logs.relative_to(HERE.parent)})")
 
-    ours_failed = any(r["name"] == OURS and not r.get("ok") for r in rows)
+    ours_failed = any(
+        r["name"] == OURS and not (r.get("ok") and r.get("sync_ok", True)) for r in rows
+    )
     return 1 if ours_failed or any(not e["ok"] for e in extras) else 0
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
+def _fmt(value: float | None, fmt: str = ",.0f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _redis_py() -> str:
+    import redis
+
+    return str(redis.__version__)
 
 
 if __name__ == "__main__":

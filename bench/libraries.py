@@ -15,6 +15,7 @@ class Library:
     results: str  # what is stored after a job
     concurrency: str  # the worker as run here
     bulk: bool  # has a bulk enqueue API (measured as "enqueue-bulk")
+    sync: bool = False  # has a plain synchronous enqueue (measured as "enqueue-sync")
     scale: float = 1.0  # share of --jobs/--latency for the slowest workers (keeps runs short)
 
 
@@ -26,6 +27,7 @@ LIBRARIES = [
         "result stored (default, 1 day)",
         "Worker default",
         bulk=True,
+        sync=True,
     ),
     Library(
         "repid",
@@ -51,9 +53,18 @@ LIBRARIES = [
         "kept 500 s (default)",
         "1 work-horse (fork per job)",
         bulk=True,
+        sync=True,
         scale=0.2,
     ),
-    Library("dramatiq", "dramatiq", "ack after run", "none (no backend)", "8 threads", bulk=False),
+    Library(
+        "dramatiq",
+        "dramatiq",
+        "ack after run",
+        "none (no backend)",
+        "8 threads",
+        bulk=False,
+        sync=True,
+    ),
     Library(
         "celery",
         "celery",
@@ -61,8 +72,17 @@ LIBRARIES = [
         "none (no backend)",
         "prefork, 2 children",
         bulk=False,
+        sync=True,
     ),
-    Library("huey", "huey", "ack before run (BRPOP)", "none (None return)", "1 thread", bulk=False),
+    Library(
+        "huey",
+        "huey",
+        "ack before run (BRPOP)",
+        "none (None return)",
+        "1 thread",
+        bulk=False,
+        sync=True,
+    ),
     Library("saq", "saq", "ack after run", "kept 600 s (default)", "concurrency 10", bulk=False),
     Library(
         "taskiq",
