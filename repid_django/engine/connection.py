@@ -123,9 +123,7 @@ class Connection:
     async def run(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Await ``work()`` here (or on the loop that owns a loop-bound broker), opening the
         connection if needed."""
-        if not self.loop_bound:
-            if not self._connected:
-                await self.connect()
+        if not self.loop_bound:  # the broker connects on first use, within each call's deadline
             return await work()
         here = asyncio.get_running_loop()
         owner = self._loop

@@ -200,9 +200,7 @@ class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, Res
     @property
     def client(self) -> aredis.Redis:
         """The async client of the running event loop."""
-        if self._clients is None:
-            raise RuntimeError("the Redis broker is not connected: call connect() first")
-        return self._clients.here().client
+        return self._open_clients().here().client
 
     @property
     def sync_client(self) -> redis.Redis:
@@ -308,7 +306,9 @@ class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, Res
         if not messages:
             return []
         groups, new_queues = self._groups(messages)
-        here = self._open_clients().here().client
+        if self._clients is None:  # first use: may start the embedded Redis, off the loop
+            await asyncio.to_thread(self._open_clients)
+        here = self.client
 
         async def send() -> list[bytes]:
             if len(groups) == 1 and not new_queues:
