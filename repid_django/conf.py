@@ -28,6 +28,10 @@ Key                        Default            Meaning
 ``MAX_MESSAGE_SIZE``       ``524288``         bytes; bigger jobs are refused at enqueue
 ``RESULT_TTL``             ``86400.0``        seconds results are kept (when the job
                                               does not say)
+``ENQUEUE_TIMEOUT``        ``2.0``            seconds an enqueue may take in all (connect,
+                                              retries, reply) before it fails with a
+                                              ``ConnectionError``: a web request never
+                                              hangs on a Redis that does not answer
 ``MIRROR``                 ``True``           write jobs, dead letters, workers and queue
                                               depths to the ORM (the admin reads them)
 ``MIRROR_FLUSH_INTERVAL``  ``1.0``            seconds between mirror batches
@@ -69,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_LOST": 3,
     "MAX_MESSAGE_SIZE": 512 * 1024,
     "RESULT_TTL": 86_400.0,
+    "ENQUEUE_TIMEOUT": 2.0,
     "MIRROR": True,
     "MIRROR_FLUSH_INTERVAL": 1.0,
     "EMBEDDED_DIR": None,
@@ -89,6 +94,7 @@ class RepidSettings:
     max_lost: int
     max_message_size: int
     result_ttl: float
+    enqueue_timeout: float
     mirror: bool
     mirror_flush_interval: float
     embedded_dir: Path
@@ -274,6 +280,7 @@ def load() -> RepidSettings:
         max_lost=int(num("MAX_LOST", integer=True, minimum=1)),
         max_message_size=int(num("MAX_MESSAGE_SIZE", integer=True, minimum=64)),
         result_ttl=num("RESULT_TTL"),
+        enqueue_timeout=num("ENQUEUE_TIMEOUT"),
         mirror=_mirror(raw["MIRROR"], "MIRROR" in env),
         mirror_flush_interval=num("MIRROR_FLUSH_INTERVAL"),
         embedded_dir=_dir(raw["EMBEDDED_DIR"], "EMBEDDED_DIR" in env),

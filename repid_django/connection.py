@@ -1,10 +1,11 @@
 """The process's default connection, built from ``settings.REPID``.
 
 ``AppConfig.ready()`` calls :func:`install`, which makes the connection the engine's process-wide
-default, so ``Job(...).enqueue()`` in a view needs no ``app.magic()``. Nothing connects then: the
-connection opens on first use (a sync view's first enqueue opens it on the engine's portal
-thread, and every later one reuses that one pooled connection). Changing ``REPID`` with
-``override_settings`` (tests) rebuilds it.
+default, so ``Job(...).enqueue()`` in a view needs no ``app.magic()``. Nothing connects then:
+clients are made on first use, a thread-safe sync one for sync views, commands and threads, and
+one per event loop for async views and ASGI servers; a forked child (gunicorn ``--preload``)
+makes its own. Each enqueue fails after ``ENQUEUE_TIMEOUT`` seconds at most. Changing ``REPID``
+with ``override_settings`` (tests) rebuilds it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def build_broker(settings: conf.RepidSettings | None = None) -> RedisMessageBrok
             max_lost=s.max_lost,
             max_message_size=s.max_message_size,
             result_ttl=s.result_ttl,
+            enqueue_timeout=s.enqueue_timeout,
             embedded_dir=s.embedded_dir,
         )
     except ValueError as exc:

@@ -110,3 +110,13 @@ def test_repid_must_be_a_dict(settings: Any) -> None:
     settings.REPID = [("CONCURRENCY", 1)]
     with pytest.raises(ImproperlyConfigured, match="Make it a dict"):
         conf.get_settings()
+
+
+def test_enqueue_timeout_reaches_the_broker(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.REPID = {**settings.REPID, "ENQUEUE_TIMEOUT": 0.75}
+    broker = client.get_default_connection().message_broker
+    assert getattr(broker, "enqueue_timeout", None) == 0.75
+    monkeypatch.setenv("REPID_ENQUEUE_TIMEOUT", "abc")
+    conf.reset()
+    with pytest.raises(ImproperlyConfigured, match="REPID_ENQUEUE_TIMEOUT: 'abc' is not a number"):
+        conf.get_settings()
