@@ -140,6 +140,13 @@ def ratios(rows: list[dict[str, Any]], ceiling: dict[str, Any], ours: str) -> st
             f"- enqueue one by one = {me['enqueue_rate'] / ceiling['set_per_s']:.0%} of the "
             f"single-client Redis ceiling ({ceiling['set_per_s']:,.0f} SET/s)"
         )
+    per_set = ceiling.get("sync_floor_cpu_us_per_call")
+    if per_set and me.get("cycle_cpu"):
+        out.append(
+            f"- Redis CPU of the whole cycle = {me['cycle_cpu'] / per_set:.1f} unpipelined SETs "
+            f"per job (one SET of the floor loop cost the server {per_set:.1f} us in this run: "
+            "a yardstick that moves with the machine's load like the other CPU figures)"
+        )
     floor = ceiling.get("sync_floor_calls_per_s")
     if floor and me.get("sync_rate"):
         out.append(
