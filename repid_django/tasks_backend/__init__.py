@@ -1,5 +1,6 @@
 """Django's ``django.tasks`` on the engine: the backend (``backend``), the shared payload
-vocabulary (``payload``), the actors that run tasks (``worker``) and result reading (``results``).
+vocabulary and known tasks (``payload``), the actors that run tasks (``worker``), what
+``runworker`` adds for them (``routing``) and result reading (``results``).
 """
 
 from .backend import RepidTaskBackend

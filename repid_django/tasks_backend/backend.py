@@ -38,9 +38,10 @@ from ..engine.connection import Connection, get_connection
 from ..engine.job import DEFAULT_TIMEOUT, Job
 from ..engine.message import Message, new_id
 from ..engine.queue import validate_queue_name
+from ..engine.results import stamp
 from ..engine.serializer import JSON, check_json
+from .payload import ASYNC_ACTOR, SYNC_ACTOR, Payload, register
 from .results import fetch, to_task_result
-from .worker import ASYNC_ACTOR, SYNC_ACTOR, Payload
 
 __all__ = ["RepidTaskBackend"]
 
@@ -81,6 +82,7 @@ class RepidTaskBackend(BaseTaskBackend):
         except ValueError as exc:
             raise InvalidTask(f"task {task.module_path!r}: {exc}") from None
         super().validate_task(task)
+        register(task)  # a task declared for this backend: workers may run it by its path
 
     # enqueue -----------------------------------------------------------------------------
     def _prepare[**P, R](
@@ -183,9 +185,7 @@ def _sender(message: Message) -> Callable[[Connection], Coroutine[Any, Any, JSON
 
 
 def _enqueued(task_result: TaskResult[..., Any], message: Message) -> None:
-    from datetime import UTC, datetime
-
-    object.__setattr__(task_result, "enqueued_at", datetime.fromtimestamp(message.enqueued_at, UTC))
+    object.__setattr__(task_result, "enqueued_at", stamp(message.enqueued_at))
 
 
 def _sync[T](work: Callable[[Connection], Coroutine[Any, Any, T]], name: str, twin: str) -> T:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from django.tasks import TaskResult, TaskResultStatus
@@ -27,9 +26,9 @@ from ..engine.brokers.redis.broker import RedisMessageBroker
 from ..engine.brokers.redis.keys import queue_base, result_key
 from ..engine.connection import Connection
 from ..engine.message import MessageDecodeError, decode
-from ..engine.results import JobResult
+from ..engine.results import JobResult, stamp
 from ..engine.serializer import loads
-from .worker import NOTE_PREFIX, Payload, task_for
+from .payload import NOTE_PREFIX, Payload, queue_of, task_for
 
 _NOTE = re.compile(
     rf"^{re.escape(NOTE_PREFIX)} task=(?P<task>\S+) worker=(?P<worker>\S+) "
@@ -57,8 +56,8 @@ class Found:
 
 def split_id(result_id: str) -> str:
     """The queue of ``result_id``; ``TaskResultDoesNotExist`` when it is not one of ours."""
-    queue, _, uid = result_id.rpartition(":")
-    if not queue or not uid:
+    queue = queue_of(result_id)
+    if queue is None:
         raise TaskResultDoesNotExist(result_id)
     return queue
 
@@ -91,10 +90,6 @@ def _payload(body: bytes | None) -> Payload | None:
     except MessageDecodeError:
         return None
     return cast(Payload, args) if isinstance(args, dict) and "task" in args else None
-
-
-def _stamp(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def error_of(text: str) -> tuple[TaskError, str | None, str | None]:
@@ -164,7 +159,7 @@ def to_task_result(result_id: str, found: Found, alias: str) -> TaskResult[..., 
         task=task,
         id=result_id,
         status=status,
-        enqueued_at=_stamp(payload.get("enqueued_at")),
+        enqueued_at=stamp(payload.get("enqueued_at")),
         started_at=started,
         finished_at=None if stored is None else stored.finished_when,
         last_attempted_at=started,

@@ -1,11 +1,12 @@
 """The worker side of the ``django.tasks`` backend: two generic actors that run Django tasks.
 
-A Django task is sent as a job of the actor :data:`SYNC_ACTOR` (sync task functions, run in
-the worker's thread pool between two ``close_old_connections()`` calls) or :data:`ASYNC_ACTOR`
-(coroutine functions, awaited on the worker's event loop). The job's keyword arguments are the
-:class:`Payload`: the task's dotted path, its JSON ``args``/``kwargs`` and the result id. The
-actor imports the path, checks that it names a ``django.tasks.Task`` (nothing else is ever
-called), sends ``task_started``/``task_finished`` and calls the function.
+A Django task is sent as a job of the actor :data:`~.payload.SYNC_ACTOR` (sync task functions,
+run in the worker's thread pool between two ``close_old_connections()`` calls) or
+:data:`~.payload.ASYNC_ACTOR` (coroutine functions, awaited on the worker's event loop). The
+job's keyword arguments are the :class:`~.payload.Payload`: the task's dotted path, its JSON
+``args``/``kwargs`` and the result id. The actor looks the path up among the tasks this process
+knows (it never imports a path from the broker, see ``payload``), sends
+``task_started``/``task_finished`` and calls the function.
 
 A success returns an envelope (the payload, the task's return value and the worker's id), so
 that ``get_result`` can rebuild the ``TaskResult`` after the message is gone. A failure is
@@ -18,69 +19,17 @@ from __future__ import annotations
 import os
 import socket
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any
 
-from django.conf import settings
-from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
+from django.tasks import TaskContext, TaskResult, TaskResultStatus
 from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
-from django.utils.module_loading import import_string
 
-from ..engine.router import Router
+from ..engine.results import stamp
 from ..engine.serializer import JSON
-
-type AnyTask = Task[..., Any]
-
-SYNC_ACTOR = "django.tasks"
-ASYNC_ACTOR = "django.tasks.async"
-NOTE_PREFIX = "[django.tasks]"
-"""Start of the note added to a failed task's exception (parsed back by ``get_result``)."""
+from .payload import NOTE_PREFIX, AnyTask, Payload, queue_of, task_for
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
-
-
-class Payload(TypedDict):
-    """The keyword arguments of a Django task's job (all JSON)."""
-
-    id: str
-    task: str
-    args: list[JSON]
-    kwargs: dict[str, JSON]
-    backend: str
-    priority: int
-    run_after: float | None
-    enqueued_at: float
-
-
-def _stamp(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
-
-
-def load_task(path: str) -> AnyTask:
-    """The ``Task`` object at ``path``; ``ValueError`` if the path names anything else."""
-    try:
-        found = import_string(path)
-    except ImportError as exc:
-        raise ValueError(f"django task {path!r} cannot be imported: {exc}") from exc
-    if not isinstance(found, Task):
-        raise ValueError(
-            f"{path!r} is a {type(found).__name__}, not a django.tasks Task (decorate the "
-            "module-level function with @task)"
-        )
-    return found
-
-
-def task_for(payload: Payload, queue: str) -> AnyTask:
-    """The task of ``payload`` with the options it was enqueued with."""
-    task = load_task(payload["task"])
-    changes: dict[str, Any] = {
-        "priority": payload["priority"],
-        "queue_name": queue,
-        "backend": payload["backend"],
-    }
-    if payload["run_after"] is not None:
-        changes["run_after"] = _stamp(payload["run_after"])
-    return task.using(**changes)
 
 
 def running_result(payload: Payload, task: AnyTask, started: datetime) -> TaskResult[..., Any]:
@@ -89,7 +38,7 @@ def running_result(payload: Payload, task: AnyTask, started: datetime) -> TaskRe
         task=task,
         id=payload["id"],
         status=TaskResultStatus.RUNNING,
-        enqueued_at=_stamp(payload["enqueued_at"]),
+        enqueued_at=stamp(payload["enqueued_at"]),
         started_at=started,
         finished_at=None,
         last_attempted_at=started,
@@ -101,108 +50,73 @@ def running_result(payload: Payload, task: AnyTask, started: datetime) -> TaskRe
     )
 
 
-def _sender() -> type:
-    """The ``sender`` of the task signals: the backend class, as Django's backends send."""
-    from .backend import RepidTaskBackend
-
-    return RepidTaskBackend
-
-
 def _class_path(exc: BaseException) -> str:
     kind = type(exc)
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def _finish(result: TaskResult[..., Any], status: TaskResultStatus, value: Any = None) -> None:
-    object.__setattr__(result, "status", status)
-    object.__setattr__(result, "finished_at", datetime.now(UTC))
-    if status == TaskResultStatus.SUCCESSFUL:
-        object.__setattr__(result, "_return_value", value)
+class TaskRun:
+    """One run of a Django task, shared by both actors: the task, its running ``TaskResult``,
+    the call's arguments and the ``sender`` of the task signals (the task's backend class, as
+    Django's backends send). ``done`` once it succeeded or failed."""
 
+    __slots__ = ("args", "done", "kwargs", "payload", "result", "sender", "task")
 
-def _note(exc: BaseException, payload: Payload) -> None:
-    exc.add_note(
-        f"{NOTE_PREFIX} task={payload['task']} worker={WORKER_ID} exception={_class_path(exc)}"
-    )
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = Payload(**payload)  # type: ignore[typeddict-item]
+        self.task = task_for(self.payload, queue_of(self.payload["id"]) or "default")
+        self.result = running_result(self.payload, self.task, datetime.now(UTC))
+        self.args: list[Any] = list(self.payload["args"])
+        if self.task.takes_context:
+            self.args.insert(0, TaskContext(task_result=self.result))
+        self.kwargs = self.payload["kwargs"]
+        self.sender: type = type(self.task.get_backend())
+        self.done = False
 
+    def succeeded(self, value: Any) -> dict[str, JSON]:
+        """Record the return value; returns the envelope the job stores."""
+        value = normalize_json(value)
+        self._finish(TaskResultStatus.SUCCESSFUL)
+        object.__setattr__(self.result, "_return_value", value)
+        return {**self.payload, "return_value": value, "worker_id": WORKER_ID}
 
-def _envelope(payload: Payload, value: JSON) -> dict[str, JSON]:
-    return {**payload, "return_value": value, "worker_id": WORKER_ID}
+    def failed(self, exc: BaseException) -> None:
+        """Record the failure and add the note ``get_result`` reads back to ``exc``."""
+        exc.add_note(
+            f"{NOTE_PREFIX} task={self.payload['task']} worker={WORKER_ID} "
+            f"exception={_class_path(exc)}"
+        )
+        self._finish(TaskResultStatus.FAILED)
 
-
-def _prepare(payload: Payload, queue: str) -> tuple[AnyTask, TaskResult[..., Any], list[Any]]:
-    task = task_for(payload, queue)
-    result = running_result(payload, task, datetime.now(UTC))
-    call_args: list[Any] = list(payload["args"])
-    if task.takes_context:
-        call_args.insert(0, TaskContext(task_result=result))
-    return task, result, call_args
+    def _finish(self, status: TaskResultStatus) -> None:
+        object.__setattr__(self.result, "status", status)
+        object.__setattr__(self.result, "finished_at", datetime.now(UTC))
+        self.done = True
 
 
 def run_sync_task(**payload: Any) -> dict[str, JSON]:
     """The actor of sync task functions (runs in the worker's thread pool)."""
-    data = Payload(**payload)  # type: ignore[typeddict-item]
-    queue = data["id"].rpartition(":")[0] or "default"
-    task, result, call_args = _prepare(data, queue)
-    task_started.send(sender=_sender(), task_result=result)
+    run = TaskRun(payload)
+    task_started.send(sender=run.sender, task_result=run.result)
     try:
-        value = normalize_json(task.func(*call_args, **data["kwargs"]))
+        return run.succeeded(run.task.func(*run.args, **run.kwargs))
     except Exception as exc:
-        _note(exc, data)
-        _finish(result, TaskResultStatus.FAILED)
-        task_finished.send(sender=_sender(), task_result=result)
+        run.failed(exc)
         raise
-    _finish(result, TaskResultStatus.SUCCESSFUL, value)
-    task_finished.send(sender=_sender(), task_result=result)
-    return _envelope(data, value)
+    finally:
+        if run.done:
+            task_finished.send(sender=run.sender, task_result=run.result)
 
 
 async def run_async_task(**payload: Any) -> dict[str, JSON]:
     """The actor of coroutine task functions (awaited on the worker's event loop)."""
-    data = Payload(**payload)  # type: ignore[typeddict-item]
-    queue = data["id"].rpartition(":")[0] or "default"
-    task, result, call_args = _prepare(data, queue)
-    await task_started.asend(sender=_sender(), task_result=result)
+    run = TaskRun(payload)
+    await task_started.asend(sender=run.sender, task_result=run.result)
     try:
-        value = normalize_json(await task.func(*call_args, **data["kwargs"]))
+        return run.succeeded(await run.task.func(*run.args, **run.kwargs))
     except Exception as exc:
-        _note(exc, data)
-        _finish(result, TaskResultStatus.FAILED)
-        await task_finished.asend(sender=_sender(), task_result=result)
+        run.failed(exc)
         raise
-    _finish(result, TaskResultStatus.SUCCESSFUL, value)
-    await task_finished.asend(sender=_sender(), task_result=result)
-    return _envelope(data, value)
-
-
-def configured_backends() -> list[dict[str, Any]]:
-    """The ``TASKS`` entries whose backend is the Repid one (or a subclass)."""
-    from .backend import RepidTaskBackend
-
-    found = []
-    for params in getattr(settings, "TASKS", {}).values():
-        backend = params.get("BACKEND")
-        try:
-            cls = import_string(backend) if isinstance(backend, str) else backend
-        except ImportError:
-            continue
-        if isinstance(cls, type) and issubclass(cls, RepidTaskBackend):
-            found.append(params)
-    return found
-
-
-def task_router() -> Router:
-    """The generic task actors, when ``TASKS`` uses the Repid backend (else an empty router)."""
-    router = Router()
-    if configured_backends():
-        router.actor(name=SYNC_ACTOR)(run_sync_task)
-        router.actor(name=ASYNC_ACTOR)(run_async_task)
-    return router
-
-
-def task_queues() -> set[str]:
-    """Queues named by the ``QUEUES`` of every Repid task backend (``runworker``'s default)."""
-    queues: set[str] = set()
-    for params in configured_backends():
-        queues.update(params.get("QUEUES", ["default"]))
-    return queues
+    finally:
+        if run.done:
+            await task_finished.asend(sender=run.sender, task_result=run.result)

@@ -115,7 +115,7 @@ class DatabaseHygiene:
 
 def django_router(source: Router | None = None) -> Router:
     """A router with the project's actors (or ``source``'s) wrapped by :func:`for_django`."""
-    from ..tasks_backend.worker import task_router
+    from ..tasks_backend.routing import task_router
     from .discovery import project_router
 
     router = Router()
@@ -157,7 +157,7 @@ def build_worker(
     selected = list(queues) if queues else (list(settings.queues) if settings.queues else None)
     routed = django_router(router)
     if selected is None:
-        from ..tasks_backend.worker import task_queues
+        from ..tasks_backend.routing import task_queues
 
         extra = task_queues()  # the QUEUES of django.tasks backends (TASKS)
         selected = sorted(set(routed.queues) | extra) if extra else None
