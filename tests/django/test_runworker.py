@@ -177,3 +177,18 @@ def test_second_signal_forces_the_stop_and_returns_the_job(redis_url: str, key_p
     assert process.returncode == 1
     stats = Queue("default").stats().value
     assert (stats.ready, stats.running) == (1, 0)  # back in the queue, not lost
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"), [((), "uvloop.Loop"), (("--loop", "asyncio"), "asyncio.unix_events")]
+)
+def test_worker_runs_on_uvloop_when_installed(
+    run_worker: Callable[..., str], flag: tuple[str, ...], expected: str
+) -> None:
+    job = Job("loop_kind")
+    job.enqueue()
+    run_worker(*flag)
+    result = job.result.value
+    assert result is not None
+    assert result.success
+    assert str(result.data).startswith(expected)

@@ -21,6 +21,7 @@ from repid_django import conf
 from repid_django.engine.brokers.embedded import EmbeddedRedisError
 from repid_django.engine.connection import Repid
 from repid_django.engine.queue import validate_queue_name
+from repid_django.engine.worker.loops import LOOPS, loop_factory
 from repid_django.engine.worker.signals import DEFAULT_SIGNALS
 from repid_django.engine.worker.signals import install as install_signals
 from repid_django.engine.worker.worker import Worker
@@ -71,6 +72,12 @@ class Command(BaseCommand):
             help="Restart when code changes (default: on under DEBUG, off with --burst).",
         )
         parser.add_argument(
+            "--loop",
+            choices=LOOPS,
+            default="auto",
+            help="Event loop: uvloop when installed (auto, the default), or asyncio's own.",
+        )
+        parser.add_argument(
             "--mirror",
             action=BooleanOptionalAction,
             default=None,
@@ -115,9 +122,14 @@ class Command(BaseCommand):
 
     # running ---------------------------------------------------------------------------------
     def _run(self, options: dict[str, Any], *, handle_signals: bool) -> int:
+        try:
+            factory = loop_factory(options.get("loop", "auto"))
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from None
         worker = self._build(options)
         try:
-            asyncio.run(self._main(worker, handle_signals))
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(self._main(worker, handle_signals))
         except (ConnectionError, EmbeddedRedisError) as exc:
             self.stderr.write(f"runworker: the broker is unreachable: {exc}")
             return EXIT_BROKER_UNREACHABLE

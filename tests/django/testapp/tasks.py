@@ -65,3 +65,10 @@ def child_pid(tag: str) -> int:
 def sleepy(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+@router.actor
+async def loop_kind() -> str:
+    """The class of the event loop the worker runs on."""
+    loop = asyncio.get_running_loop()
+    return f"{type(loop).__module__}.{type(loop).__name__}"
