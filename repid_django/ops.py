@@ -6,22 +6,23 @@ the effect without waiting for a worker's next mirror batch. Redis stays the sou
 a row is only changed for what the broker confirms.
 
 All of them are for synchronous code (admin views, management commands, shell). A broker
-that cannot be reached raises :class:`BrokerUnavailable` with a message that says so.
+that cannot be reached raises :class:`BrokerUnavailable` with a message that says so; an
+operation that does not finish in time raises :class:`OperationTimedOut` (it may still
+complete). Live queue depths are in :mod:`repid_django.depths`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError
 from django.utils import timezone
 
-from .engine.brokers.base import MessageBroker, QueueStats
+from .engine.brokers.base import MessageBroker
 from .engine.connection import Connection, get_connection
 from .engine.job import Job
 from .models import DeadLetterRecord, DeadReasonChoice, JobRecord, JobStatus, QueueRecord
@@ -29,9 +30,7 @@ from .models import DeadLetterRecord, DeadReasonChoice, JobRecord, JobStatus, Qu
 logger = logging.getLogger(__name__)
 
 OPERATION_TIMEOUT = 15.0
-"""Seconds an admin operation may take before it is reported as failed."""
-STATS_TIMEOUT = 2.0
-"""Seconds the admin waits for live queue depths before it shows the mirrored snapshot."""
+"""Seconds the admin waits for an operation before it reports that it did not finish in time."""
 PAGE = 500
 
 UNDECODABLE = (DeadReasonChoice.DECODE_ERROR, DeadReasonChoice.TOO_LARGE)
@@ -39,86 +38,36 @@ RETRYABLE = (JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED)
 
 
 class BrokerUnavailable(RuntimeError):
-    """The broker could not be reached (or did not answer in time); nothing was changed."""
+    """The broker could not be reached, or an operation did not finish in time (then
+    :class:`OperationTimedOut`); the message says which."""
+
+
+class OperationTimedOut(BrokerUnavailable):
+    """The operation did not finish in time; it may still complete (nothing was undone)."""
 
 
 def _run[T](
     work: Callable[[MessageBroker], Coroutine[Any, Any, T]],
-    timeout: float = OPERATION_TIMEOUT,
+    timeout: float | None = None,
     connection: Connection | None = None,
 ) -> T:
+    """Run ``work`` on the broker within ``timeout`` seconds (default: ``OPERATION_TIMEOUT``)."""
+    timeout = OPERATION_TIMEOUT if timeout is None else timeout
     conn = connection or get_connection()
     try:
         return conn.call(lambda: work(conn.message_broker), timeout=timeout)
-    except (ConnectionError, OSError, TimeoutError) as exc:
+    except TimeoutError as exc:
+        # The call goes on in the background: its effect may still appear.
+        raise OperationTimedOut(
+            f"the operation did not finish within {timeout:g}s and may still complete: check "
+            "the queue before trying again. If Redis is slow or unreachable, check that it is "
+            "running and that REPID['BROKER_URL'] points at it."
+        ) from exc
+    except (ConnectionError, OSError) as exc:
         raise BrokerUnavailable(
             f"the Redis broker did not answer ({type(exc).__name__}: {exc}); nothing was "
             "changed. Check that Redis is running and REPID['BROKER_URL'] points at it."
         ) from exc
-
-
-# ---------------------------------------------------------------------------------- depths
-
-
-@dataclass(frozen=True, slots=True)
-class QueueDepth:
-    """A queue's counts, ``live`` from the broker or from the mirrored snapshot of ``at``."""
-
-    name: str
-    ready: int
-    delayed: int
-    running: int
-    dead: int
-    live: bool
-    at: datetime | None = None
-
-    @property
-    def total(self) -> int:
-        return self.ready + self.delayed + self.running
-
-
-def live_stats(
-    names: Iterable[str] | None = None, timeout: float = STATS_TIMEOUT
-) -> dict[str, QueueStats] | None:
-    """Live counts of ``names`` (default: every declared queue), or ``None`` when the broker
-    cannot be reached within ``timeout`` seconds."""
-    wanted = None if names is None else list(names)
-
-    async def work(broker: MessageBroker) -> dict[str, QueueStats]:
-        queue_names = wanted if wanted is not None else await broker.list_queues()
-        return {name: await broker.queue_stats(name) for name in queue_names}
-
-    try:
-        return _run(work, timeout)
-    except Exception as exc:  # any failure means "show the snapshot instead"
-        logger.warning("live queue depths unavailable: %s", exc)
-        return None
-
-
-def queue_depths(timeout: float = STATS_TIMEOUT) -> list[QueueDepth]:
-    """Every known queue (declared on the broker or mirrored), live when the broker answers."""
-    records = {record.name: record for record in QueueRecord.objects.all()}
-    live = live_stats(None, timeout)
-    if live is not None:
-        missing = [name for name in records if name not in live]
-        if missing:
-            more = live_stats(missing, timeout)
-            live.update(more or {})
-    depths: list[QueueDepth] = []
-    for name in sorted(set(records) | set(live or {})):
-        stats = (live or {}).get(name)
-        if stats is not None:
-            depths.append(
-                QueueDepth(name, stats.ready, stats.delayed, stats.running, stats.dead, True)
-            )
-        else:
-            rec = records[name]
-            depths.append(
-                QueueDepth(
-                    name, rec.ready, rec.delayed, rec.running, rec.dead, False, rec.updated_at
-                )
-            )
-    return depths
 
 
 # ---------------------------------------------------------------------------- dead letters

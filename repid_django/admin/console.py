@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from .. import ops
+from ..depths import live_stats
 from ..models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord, WorkerRecord
 from . import actions
 from . import display as show
@@ -266,7 +267,7 @@ class QueueRecordAdmin(ConsoleAdmin):
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         changelist = super().get_changelist_instance(request)
         rows = list(changelist.result_list)
-        live = ops.live_stats([row.name for row in rows])
+        live = live_stats([row.name for row in rows])
         for row in rows:
             row.repid_live = None if live is None else live.get(row.name)
         return changelist
@@ -276,7 +277,7 @@ class QueueRecordAdmin(ConsoleAdmin):
     ) -> Any:
         obj = super().get_object(request, object_id, from_field)
         if obj is not None:
-            obj.repid_live = (ops.live_stats([obj.name]) or {}).get(obj.name)
+            obj.repid_live = (live_stats([obj.name]) or {}).get(obj.name)
         return obj
 
     def operations(self, request: HttpRequest, obj: QueueRecord) -> list[Operation]:

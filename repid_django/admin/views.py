@@ -19,8 +19,10 @@ from django.http import HttpResponseRedirect as Redirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from .. import ops
+from ..depths import live_stats
 from ..engine.queue import validate_queue_name
 from ..models import DeadLetterRecord, JobRecord
 from .display import PERMISSION
@@ -87,6 +89,17 @@ def confirm_page(
 
 def report_unavailable(request: HttpRequest, exc: ops.BrokerUnavailable) -> None:
     messages.error(request, str(exc))
+
+
+def safe_next(request: HttpRequest) -> str | None:
+    """The posted ``next`` URL when it stays on this site (else ``None``): no other host, no
+    ``//host`` or ``/\\host`` trick, and no step down from HTTPS."""
+    url = request.POST.get("next")
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return None
 
 
 def _changelist(model: type[Model]) -> str:
@@ -239,11 +252,9 @@ def queue_views(model_admin: admin.ModelAdmin[Any]) -> dict[str, View]:
                 validate_queue_name(name)
             except ValueError:
                 raise Http404("no such queue") from None
-            back = request.POST.get("next") or _changelist(model_admin.model)
-            if not back.startswith("/") or back.startswith("//"):
-                back = _changelist(model_admin.model)
+            back = safe_next(request) or _changelist(model_admin.model)
             if not confirmed(request):
-                stats = (ops.live_stats([name]) or {}).get(name)
+                stats = (live_stats([name]) or {}).get(name)
                 waiting = "?" if stats is None else str(stats.ready + stats.delayed)
                 dead = "?" if stats is None else str(stats.dead)
                 title, question = QUEUE_OPERATIONS[kind]

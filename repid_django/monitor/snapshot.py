@@ -1,8 +1,9 @@
 """One JSON snapshot of the job system for the live monitor.
 
-Queue depths are read live from the broker (the source of truth); when it does not answer in
-time, each queue falls back to the mirrored :class:`~repid_django.models.QueueRecord` and the
-snapshot is marked ``stale`` with the reason, so the page says so instead of going blank.
+Queue depths are read live from the broker (the source of truth, see ``repid_django.depths``);
+when it does not answer in time, each queue falls back to the mirrored
+:class:`~repid_django.models.QueueRecord` and the snapshot is marked ``stale`` with the reason,
+so the page says so instead of going blank.
 Throughput, workers and failures come from the ORM mirror, which workers write in batches.
 
 :func:`build_snapshot` is synchronous (ORM and a blocking broker call): async code runs it in
@@ -11,7 +12,6 @@ a thread (the consumer uses ``database_sync_to_async``).
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,15 +19,12 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from ..admin.display import error_summary
-from ..engine.brokers.base import MessageBroker, QueueStats
-from ..engine.connection import get_connection
-from ..models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord, WorkerRecord
-
-logger = logging.getLogger(__name__)
+from ..depths import STATS_TIMEOUT, read_depths
+from ..models import DeadLetterRecord, JobRecord, JobStatus, WorkerRecord
 
 Snapshot = dict[str, Any]
 
-BROKER_TIMEOUT = 2.0
+BROKER_TIMEOUT = STATS_TIMEOUT
 """Seconds the monitor waits for live depths before it shows the mirrored ones."""
 THROUGHPUT_WINDOW = 60
 """Seconds over which throughput is averaged."""
@@ -47,50 +44,21 @@ def _seconds_since(moment: datetime | None, now: datetime) -> float | None:
     return round(max(0.0, (now - moment).total_seconds()), 1)
 
 
-def read_live_stats(timeout: float = BROKER_TIMEOUT) -> dict[str, QueueStats]:
-    """Live counts of every declared queue and of every mirrored one; raises on failure."""
-    mirrored = list(QueueRecord.objects.values_list("name", flat=True))
-
-    async def work(broker: MessageBroker) -> dict[str, QueueStats]:
-        names = sorted(set(await broker.list_queues()) | set(mirrored))
-        return {name: await broker.queue_stats(name) for name in names}
-
-    connection = get_connection()
-    return connection.call(lambda: work(connection.message_broker), timeout=timeout)
-
-
 def queue_rows(timeout: float = BROKER_TIMEOUT) -> tuple[list[dict[str, Any]], str | None]:
     """Rows of the queue table and, when the broker did not answer, why."""
-    problem: str | None = None
-    try:
-        live = read_live_stats(timeout)
-    except Exception as exc:  # any failure means "show the mirrored depths", never a crash
-        problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        logger.debug("monitor: live queue depths unavailable: %s", problem)
-        live = {}
-    records = {record.name: record for record in QueueRecord.objects.all()}
-    rows: list[dict[str, Any]] = []
-    for name in sorted(set(records) | set(live)):
-        stats = live.get(name)
-        if stats is not None:
-            counts = (stats.ready, stats.delayed, stats.running, stats.dead)
-            at: datetime | None = None
-        else:
-            rec = records[name]
-            counts = (rec.ready, rec.delayed, rec.running, rec.dead)
-            at = rec.updated_at
-        ready, delayed, running, dead = counts
-        rows.append(
-            {
-                "name": name,
-                "ready": ready,
-                "delayed": delayed,
-                "running": running,
-                "dead": dead,
-                "live": stats is not None,
-                "mirrored_at": _iso(at),
-            }
-        )
+    found, problem = read_depths(timeout)
+    rows = [
+        {
+            "name": depth.name,
+            "ready": depth.ready,
+            "delayed": depth.delayed,
+            "running": depth.running,
+            "dead": depth.dead,
+            "live": depth.live,
+            "mirrored_at": _iso(depth.at),
+        }
+        for depth in found
+    ]
     return rows, problem
 
 

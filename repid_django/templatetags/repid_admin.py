@@ -9,8 +9,8 @@ from django import template
 from django.db.models import Count
 from django.utils import timezone
 
-from .. import ops
 from ..admin.display import STATUS_TONES, age, error_summary
+from ..depths import live_stats, queue_depths
 from ..engine.brokers.redis.url import redact_url
 from ..models import DeadLetterRecord, JobRecord, JobStatus, WorkerRecord
 
@@ -33,7 +33,7 @@ def repid_dashboard(context: template.Context) -> dict[str, Any]:
     from ..admin.views import can_manage
 
     request = context["request"]
-    depths = ops.queue_depths()
+    depths = queue_depths()
     within = alive_within()
     workers = [
         {
@@ -67,7 +67,7 @@ def repid_dashboard(context: template.Context) -> dict[str, Any]:
     return {
         "request": request,
         "queues": depths,
-        "live": all(depth.live for depth in depths) if depths else ops.live_stats([]) is not None,
+        "live": all(depth.live for depth in depths) if depths else live_stats([]) is not None,
         "broker": broker_label(),
         "workers": workers,
         "workers_alive": sum(1 for worker in workers if worker["alive"]),
