@@ -1,5 +1,6 @@
 """The ORM mirror: a worker listener (``listener``) that writes job, queue, dead-letter and
-worker rows in batches off the hot path, with portable bulk upserts (``upsert``).
+worker rows in batches off the hot path, from events merged into rows (``rows``), with portable
+bulk upserts (``upsert``).
 """
 
 from .listener import OrmMirror

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from repid_django import Job
-from repid_django.engine.brokers.base import DeadReason
+from repid_django.engine.brokers.base import DeadLetter, DeadReason
 from repid_django.engine.message import Message
 from repid_django.engine.results import JobResult
 from repid_django.engine.worker.events import EventKind, JobEvent, WorkerInfo
@@ -185,3 +185,33 @@ def test_heartbeat_upserts_the_worker_row() -> None:
     row = WorkerRecord.objects.get()
     assert row.processed == 9
     assert row.is_alive(within=timedelta(days=3650))
+
+
+def test_jobs_the_broker_dead_lettered_each_end_at_their_own_time() -> None:
+    """Dead letters found at a heartbeat (e.g. their worker died) end their running jobs, each
+    at the failure time of its own dead letter."""
+    mirror = OrmMirror()
+    started = datetime.fromtimestamp(NOW, UTC)
+    for job_id in ("lost-1", "lost-2", "lost-3"):
+        JobRecord.objects.create(
+            job_id=job_id, actor="a", queue="default", status=JobStatus.RUNNING, started_at=started
+        )
+    letters = [
+        DeadLetter(
+            id=job_id,
+            queue="default",
+            reason=DeadReason.WORKER_LOST,
+            error="lease expired",
+            failed_at=started + timedelta(seconds=seconds),
+            message=Message(id=job_id, actor="a", queue="default"),
+        )
+        for job_id, seconds in (("lost-1", 10), ("lost-2", 20), ("lost-3", 30))
+    ]
+    info = WorkerInfo("w-1", "host", 1, ("default",), 4, NOW, NOW)
+    mirror.write_heartbeat(info, [], letters)
+    for letter in letters:
+        row = JobRecord.objects.get(job_id=letter.id)
+        assert row.status == JobStatus.DEAD
+        assert row.finished_at == letter.failed_at
+        assert row.updated_at == letter.failed_at
+    assert DeadLetterRecord.objects.count() == 3
