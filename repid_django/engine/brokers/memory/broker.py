@@ -21,10 +21,8 @@ from ...message import (
     encode,
     encode_checked,
 )
-from ...results import JobResult
 from ..base import (
     BrokerCounters,
-    DeadLetter,
     DeadReason,
     Delivery,
     MessageBroker,
@@ -33,10 +31,11 @@ from ..base import (
     QueueStats,
     ResultBroker,
 )
+from .admin import InMemoryAdminMixin
 from .state import Entry, Lease, QueueState, ResultStore, Waiters
 
 
-class InMemoryMessageBroker(MessageBroker, ResultBroker):
+class InMemoryMessageBroker(InMemoryAdminMixin, MessageBroker, ResultBroker):
     """A broker in this process's memory. Use it from one event loop.
 
     ``max_message_size`` bounds encoded bodies (``ValueError`` at enqueue); ``dead_letter_limit``
@@ -341,93 +340,6 @@ class InMemoryMessageBroker(MessageBroker, ResultBroker):
         if pushed:
             self._counters.enqueued -= 1  # a move, not a new message
         return pushed
-
-    async def list_messages(
-        self, queue: str, *, delayed: bool = False, offset: int = 0, limit: int = 100
-    ) -> list[Message]:
-        state = self._queues.get(queue)
-        if state is None:
-            return []
-        state.promote(time.time(), self._seq)
-        heap: Sequence[tuple[float, int, Entry]] = state.delayed if delayed else state.ready
-        entries = [item[2] for item in sorted(heap, key=lambda item: item[:2])]
-        live = (entry for entry in entries if not entry.removed)
-        messages: list[Message] = []
-        for entry in itertools.islice(live, offset, offset + limit):
-            try:
-                messages.append(decode(entry.body, self.max_message_size))
-            except MessageDecodeError:
-                continue
-        return messages
-
-    async def cancel(self, queue: str, message_id: str) -> bool:
-        state = self._queues.get(queue)
-        entry = None if state is None else state.waiting.get(message_id)
-        if state is None or entry is None:
-            return False
-        state.remove(entry)
-        self._joiners.wake()
-        return True
-
-    # dead letters ----------------------------------------------------------------------------
-    async def list_dead(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[DeadLetter]:
-        state = self._queues.get(queue)
-        if state is None:
-            return []
-        return list(itertools.islice(state.dead, offset, offset + limit))
-
-    async def requeue_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
-        state = self._queues.get(queue)
-        if state is None:
-            return 0
-        wanted = None if ids is None else set(ids)
-        now = time.time()
-        kept: list[DeadLetter] = []
-        count = 0
-        for letter in state.dead:
-            message = letter.message
-            busy = message is not None and (
-                message.id in state.waiting or message.id in state.running
-            )
-            if (wanted is not None and letter.id not in wanted) or message is None or busy:
-                kept.append(letter)
-                continue
-            fresh = message.with_changes(attempt=0, unknown_count=0, run_at=None, enqueued_at=now)
-            if message.deferred_by is not None:
-                fresh = fresh.with_changes(run_at=now)
-            self._push(queue, fresh, encode_checked(fresh, self.max_message_size), now)
-            count += 1
-        state.dead.clear()
-        state.dead.extend(kept)
-        if count:
-            self._claimers.wake()
-            self._joiners.wake()
-        if not self._leases:
-            self._idle.wake()
-        return count
-
-    async def purge_dead(self, queue: str, ids: Sequence[str] | None = None) -> int:
-        state = self._queues.get(queue)
-        if state is None:
-            return 0
-        before = len(state.dead)
-        if ids is None:
-            state.dead.clear()
-            return before
-        wanted = set(ids)
-        kept = [letter for letter in state.dead if letter.id not in wanted]
-        state.dead.clear()
-        state.dead.extend(kept)
-        return before - len(kept)
-
-    # results ---------------------------------------------------------------------------------
-    async def get_result(self, job_id: str, queue: str = "default") -> JobResult | None:
-        return self._results.get(job_id)
-
-    async def store_results(self, results: Sequence[tuple[JobResult, float | None]]) -> None:
-        now = time.time()
-        for result, ttl in results:
-            self._results.put(result, ttl, now)
 
     # waiting ---------------------------------------------------------------------------------
     async def join(self, queue: str | Sequence[str] | None = None, timeout: float = 10.0) -> None:  # noqa: ASYNC109
