@@ -27,11 +27,6 @@ from . import conf
 SHADOWING_APPS = ("channels", "daphne")
 
 
-def _app_names(app_configs: Sequence[AppConfig] | None) -> list[str]:
-    configs = app_configs if app_configs is not None else apps.get_app_configs()
-    return [config.name for config in configs]
-
-
 @checks.register()
 def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[Any]:
     try:

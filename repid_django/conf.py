@@ -99,10 +99,6 @@ class RepidSettings:
     mirror_flush_interval: float
     embedded_dir: Path
 
-    @property
-    def uses_embedded(self) -> bool:
-        return self.broker_url is None
-
 
 class SettingError(ImproperlyConfigured):
     """A bad ``REPID`` value; ``key`` names it and ``source`` says where it came from."""

@@ -8,10 +8,9 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from ...message import Message, MessageDecodeError
-from ...results import JobResult
+from ...results import JobResult, stamp
 from ...serializer import dumps, loads
 from ..base import DeadLetter, DeadReason
 
@@ -127,7 +126,7 @@ class QueueState:
                 queue=message.queue,
                 reason=reason,
                 error=error,
-                failed_at=datetime.fromtimestamp(now, UTC),
+                failed_at=stamp(now),
                 message=message,
             )
         )
@@ -139,7 +138,7 @@ class QueueState:
                 queue=queue,
                 reason=DeadReason(exc.reason),
                 error=exc.detail,
-                failed_at=datetime.fromtimestamp(now, UTC),
+                failed_at=stamp(now),
                 raw=entry.body[:RAW_EXCERPT].decode("utf-8", "replace"),
             )
         )
