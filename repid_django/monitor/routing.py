@@ -20,6 +20,8 @@ from django.urls import URLPattern, path
 
 from .consumers import MonitorConsumer
 
+__all__ = ["WEBSOCKET_PATH", "websocket_application", "websocket_urlpatterns"]
+
 WEBSOCKET_PATH = "ws/repid/monitor/"
 
 websocket_urlpatterns: list[URLPattern] = [
