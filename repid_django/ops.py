@@ -8,7 +8,8 @@ a row is only changed for what the broker confirms.
 All of them are for synchronous code (admin views, management commands, shell). A broker
 that cannot be reached raises :class:`BrokerUnavailable` with a message that says so; an
 operation that does not finish in time raises :class:`OperationTimedOut` (it may still
-complete). Live queue depths are in :mod:`repid_django.depths`.
+complete). Live queue depths are in :mod:`repid_django.depths` (``queue_depths`` is importable
+from here too).
 """
 
 from __future__ import annotations
@@ -22,10 +23,26 @@ from typing import Any
 from django.db import IntegrityError
 from django.utils import timezone
 
+from .depths import QueueDepth, queue_depths
 from .engine.brokers.base import MessageBroker
 from .engine.connection import Connection, get_connection
 from .engine.job import Job
 from .models import DeadLetterRecord, DeadReasonChoice, JobRecord, JobStatus, QueueRecord
+
+__all__ = [
+    "OPERATION_TIMEOUT",
+    "RETRYABLE",
+    "BrokerUnavailable",
+    "OperationTimedOut",
+    "QueueDepth",
+    "Requeued",
+    "cancel_job",
+    "purge_dead",
+    "purge_queue",
+    "queue_depths",
+    "requeue_dead",
+    "retry_job",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -193,6 +193,10 @@ def _public_paths() -> Iterator[tuple[str, str]]:
     yield "repid_django.engine.brokers.memory", "InMemoryMessageBroker"
     yield "repid_django.engine.worker", "Worker"
     yield "repid_django.mirror", "OrmMirror"
+    for name in ("requeue_dead", "purge_dead", "retry_job", "cancel_job", "purge_queue"):
+        yield "repid_django.ops", name
+    yield "repid_django.ops", "queue_depths"
+    yield "repid_django.depths", "queue_depths"
     for name in ("ActorFunction", "BoundJob", "actor", "enqueue_on_commit", "get_connection"):
         yield "repid_django.shortcuts", name
     for name in ("WEBSOCKET_PATH", "websocket_application", "websocket_urlpatterns"):
