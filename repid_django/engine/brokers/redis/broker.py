@@ -306,15 +306,18 @@ class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, Res
         if not messages:
             return []
         groups, new_queues = self._groups(messages)
-        if self._clients is None:  # first use: may start the embedded Redis, off the loop
-            await asyncio.to_thread(self._open_clients)
-        here = self.client
+        clients = self._clients
+        if clients is None:  # first use: may start the embedded Redis, off the loop
+            clients = await asyncio.to_thread(self._open_clients)
+        here = clients.here()
 
         async def send() -> list[bytes]:
             if len(groups) == 1 and not new_queues:
                 ((queue, (_, args)),) = groups.items()
-                return [await redis_scripts.run(here, "enqueue", [self._base(queue)], args)]
-            return await redis_scripts.run_many(here, "enqueue", *self._calls(groups, new_queues))
+                keys = [self._base(queue)]
+                return [await here.wire.run(redis_scripts.script("enqueue"), keys, args)]
+            calls = self._calls(groups, new_queues)
+            return await redis_scripts.run_many(here.client, "enqueue", *calls)
 
         try:
             async with asyncio.timeout(self.enqueue_timeout):
@@ -328,13 +331,15 @@ class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, Res
         if not messages:
             return []
         groups, new_queues = self._groups(messages)
-        client = self.sync_client
+        clients = self._open_clients()
 
         def send() -> list[bytes]:
             if len(groups) == 1 and not new_queues:
                 ((queue, (_, args)),) = groups.items()
-                return [redis_scripts.run_sync(client, "enqueue", [self._base(queue)], args)]
-            return redis_scripts.run_many_sync(client, "enqueue", *self._calls(groups, new_queues))
+                keys = [self._base(queue)]
+                return [clients.sync_wire().run(redis_scripts.script("enqueue"), keys, args)]
+            calls = self._calls(groups, new_queues)
+            return redis_scripts.run_many_sync(clients.sync(), "enqueue", *calls)
 
         deadline = time.monotonic() + self.enqueue_timeout
         replies = retrying_sync("enqueue", send, self.target, self.max_backoff, deadline)

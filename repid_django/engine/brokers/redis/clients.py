@@ -23,6 +23,7 @@ import redis
 import redis.asyncio as aredis
 
 from .url import RedisOptions
+from .wire import AsyncWire, Endpoint, SyncWire
 
 _all: weakref.WeakSet[Clients] = weakref.WeakSet()
 
@@ -32,10 +33,13 @@ class LoopClients:
     """The clients of one event loop: commands, and (claimers only) the blocking BLPOP one."""
 
     client: aredis.Redis
+    wire: AsyncWire
     blocking: aredis.Redis | None = None
     closer: AsyncGenerator[None] | None = None
 
     async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.wire.aclose()
         for client in (self.client, self.blocking):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -57,6 +61,8 @@ class Clients:
         )
         self._last: tuple[asyncio.AbstractEventLoop, LoopClients] | None = None
         self._sync: redis.Redis | None = None
+        self.endpoint = Endpoint.of(options)
+        self._sync_wire: SyncWire | None = None
         _all.add(self)
 
     # async ---------------------------------------------------------------------------------
@@ -68,7 +74,7 @@ class Clients:
             return last[1]
         found = self._loops.get(loop)
         if found is None:
-            found = LoopClients(self._new_async(self._op_timeout))
+            found = LoopClients(self._new_async(self._op_timeout), AsyncWire(self.endpoint))
             self._loops[loop] = found
             found.closer = _closer(self, loop, found)
             _start(found.closer)
@@ -116,6 +122,13 @@ class Clients:
             client = self._sync = redis.Redis.from_url(self.options.url, **kwargs)
         return client
 
+    def sync_wire(self) -> SyncWire:
+        """Lean sync calls (the enqueue hot path): a socket per thread, no pool."""
+        wire = self._sync_wire
+        if wire is None:
+            wire = self._sync_wire = SyncWire(self.endpoint, self._sync_timeout)
+        return wire
+
     def new_sync(self) -> redis.Redis:
         """A separate synchronous client (the lease keeper thread's)."""
         return redis.Redis.from_url(self.options.url, **self.options.client_kwargs())
@@ -124,12 +137,16 @@ class Clients:
         client, self._sync = self._sync, None
         if client is not None:
             client.close()
+        wire, self._sync_wire = self._sync_wire, None
+        if wire is not None:
+            wire.close()
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's clients without touching their sockets."""
         self._loops = weakref.WeakKeyDictionary()
         self._last = None
         self._sync = None
+        self._sync_wire = None
 
 
 def _start(closer: AsyncGenerator[None]) -> None:

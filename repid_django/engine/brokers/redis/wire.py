@@ -1,0 +1,308 @@
+"""A lean RESP client for the enqueue hot path: a command out, its reply back, nothing else.
+
+redis-py spends more time per call in its own layers (pool, locks, hooks, retries) than a
+loopback round trip takes. The producer's one-script enqueue needs none of that, so it goes
+over these small connections: commands packed by hiredis, replies parsed by hiredis.
+
+* :class:`SyncWire`: one socket per thread (sync views, commands, threads), with a socket
+  timeout; a forked child opens its own.
+* :class:`AsyncWire`: one :class:`asyncio.Protocol` connection per event loop; concurrent
+  callers pipeline on it (replies come back in order).
+
+Errors are redis-py's (``ConnectionError``, ``TimeoutError``, ``NoScriptError``,
+``ResponseError``...), so the broker's retry rules apply unchanged. TLS (``rediss://``), unix
+sockets, ``AUTH`` (user and password) and the database number come from the broker's URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .scripts import Script
+from .url import RedisOptions
+
+_ERRORS: dict[str, type[ResponseError] | type[RedisConnectionError]] = {
+    "NOSCRIPT": NoScriptError,
+    "READONLY": ReadOnlyError,
+    "LOADING": BusyLoadingError,
+    "NOAUTH": AuthenticationError,
+    "WRONGPASS": AuthenticationError,
+    "OOM": OutOfMemoryError,
+}
+
+
+def _raise_if_error(reply: Any) -> Any:
+    if isinstance(reply, hiredis.ReplyError):
+        message = str(reply)
+        code = message.split(" ", 1)[0]
+        raise _ERRORS.get(code, ResponseError)(message)
+    return reply
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to connect, read once from a :class:`RedisOptions`."""
+
+    host: str
+    port: int
+    path: str | None
+    hello: tuple[tuple[bytes | str, ...], ...]
+    tls: ssl.SSLContext | None
+    connect_timeout: float
+    target: str
+
+    @classmethod
+    def of(cls, options: RedisOptions) -> Endpoint:
+        parts = urlsplit(options.url)
+        db = parts.path.strip("/") if parts.scheme != "unix" else ""
+        for key, value in (p.split("=", 1) for p in parts.query.split("&") if "=" in p):
+            if key == "db":
+                db = value
+        hello: list[tuple[bytes | str, ...]] = []
+        if parts.password is not None:
+            password = unquote(parts.password)
+            user = unquote(parts.username) if parts.username else None
+            hello.append(("AUTH", user, password) if user else ("AUTH", password))
+        if db and db != "0":
+            hello.append(("SELECT", db))
+        return cls(
+            host=parts.hostname or "localhost",
+            port=parts.port or 6379,
+            path=parts.path if parts.scheme == "unix" else None,
+            hello=tuple(hello),
+            tls=_tls_context(options) if options.is_tls else None,
+            connect_timeout=options.socket_connect_timeout,
+            target=options.redacted,
+        )
+
+
+def _tls_context(options: RedisOptions) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=options.ssl_ca_certs)
+    if options.ssl_certfile:
+        context.load_cert_chain(options.ssl_certfile, options.ssl_keyfile)
+    context.check_hostname = options.ssl_check_hostname
+    context.verify_mode = {
+        "none": ssl.CERT_NONE,
+        "optional": ssl.CERT_OPTIONAL,
+    }.get(options.ssl_cert_reqs, ssl.CERT_REQUIRED)
+    return context
+
+
+class _SyncConnection:
+    def __init__(self, endpoint: Endpoint, timeout: float) -> None:
+        try:
+            if endpoint.path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(endpoint.connect_timeout)
+                sock.connect(endpoint.path)
+            else:
+                sock = socket.create_connection(
+                    (endpoint.host, endpoint.port), timeout=endpoint.connect_timeout
+                )
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if endpoint.tls is not None:
+                    sock = endpoint.tls.wrap_socket(sock, server_hostname=endpoint.host)
+        except TimeoutError:
+            raise RedisTimeoutError(f"Timeout connecting to {endpoint.target}") from None
+        except OSError as exc:
+            raise RedisConnectionError(f"Error connecting to {endpoint.target}: {exc}") from None
+        sock.settimeout(timeout)
+        self.sock = sock
+        self.reader = hiredis.Reader()
+        for command in endpoint.hello:
+            self.call(command)
+
+    def __del__(self) -> None:
+        # The thread that owned it ended (its thread-local data went): close, quietly.
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            sock.close()
+
+    def call(self, args: tuple[Any, ...]) -> Any:
+        sock, reader = self.sock, self.reader
+        sock.sendall(hiredis.pack_command(args))
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                raise RedisConnectionError("Connection closed by server.")
+            reader.feed(data)
+            reply = reader.gets()
+            if reply is not False:
+                return _raise_if_error(reply)
+
+
+class SyncWire:
+    """Sync calls on one socket per thread of this process."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._local = threading.local()
+        self._pid = os.getpid()
+
+    def call(self, *args: Any) -> Any:
+        local = self._local
+        connection: _SyncConnection | None = getattr(local, "connection", None)
+        if connection is None or self._pid != os.getpid():
+            if self._pid != os.getpid():  # forked: nothing of the parent's is ours
+                self._local = local = threading.local()
+                self._pid = os.getpid()
+            connection = local.connection = _SyncConnection(self.endpoint, self.timeout)
+        try:
+            return connection.call(args)
+        except (ResponseError, RedisConnectionError):
+            raise
+        except TimeoutError:
+            self._drop(connection)
+            raise RedisTimeoutError(f"Timeout reading from {self.endpoint.target}") from None
+        except OSError as exc:
+            self._drop(connection)
+            raise RedisConnectionError(f"Error talking to {self.endpoint.target}: {exc}") from None
+
+    def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run a broker script (EVALSHA; loaded first when the server answers NOSCRIPT)."""
+        try:
+            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self.call("SCRIPT", "LOAD", script.source)
+            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def _drop(self, connection: _SyncConnection) -> None:
+        self._local.connection = None
+        connection.sock.close()
+
+    def close(self) -> None:
+        """Close this thread's socket (others close when their thread's data is collected)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            self._drop(connection)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader()
+        self.pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.transport: asyncio.Transport | None = None
+        self.lost: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        pending = self.pending
+        while True:
+            reply = self.reader.gets()
+            if reply is False:
+                return
+            future = pending.popleft()
+            if not future.done():
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = RedisConnectionError(f"Connection lost: {exc or 'closed by server'}")
+        while self.pending:
+            future = self.pending.popleft()
+            if not future.done():
+                future.set_exception(self.lost)
+
+    def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        assert self.transport is not None
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append(future)
+        self.transport.write(hiredis.pack_command(args))
+        return future
+
+
+class AsyncWire:
+    """Async calls on one connection of the event loop it was made on (pipelined)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._protocol: _Protocol | None = None
+        self._opening: asyncio.Lock | None = None
+
+    async def call(self, *args: Any) -> Any:
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._open()
+        future = protocol.send(args)
+        try:
+            reply = await future
+        except asyncio.CancelledError:
+            # A reply still on its way would be read by the next caller: start afresh.
+            self._abort(protocol)
+            raise
+        return _raise_if_error(reply)
+
+    async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run a broker script (EVALSHA; loaded first when the server answers NOSCRIPT)."""
+        try:
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.call("SCRIPT", "LOAD", script.source)
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def _open(self) -> _Protocol:
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            protocol = self._protocol
+            if protocol is not None and protocol.lost is None:
+                return protocol
+            loop = asyncio.get_running_loop()
+            endpoint = self.endpoint
+            protocol = _Protocol()
+            try:
+                async with asyncio.timeout(endpoint.connect_timeout):
+                    if endpoint.path is not None:
+                        await loop.create_unix_connection(lambda: protocol, endpoint.path)
+                    else:
+                        await loop.create_connection(
+                            lambda: protocol,
+                            endpoint.host,
+                            endpoint.port,
+                            ssl=endpoint.tls,
+                            server_hostname=endpoint.host if endpoint.tls else None,
+                        )
+            except TimeoutError:
+                raise RedisTimeoutError(f"Timeout connecting to {endpoint.target}") from None
+            except OSError as exc:
+                raise RedisConnectionError(
+                    f"Error connecting to {endpoint.target}: {exc}"
+                ) from None
+            for command in endpoint.hello:
+                _raise_if_error(await protocol.send(command))
+            self._protocol = protocol
+            return protocol
+
+    def _abort(self, protocol: _Protocol) -> None:
+        if protocol.transport is not None:
+            protocol.transport.abort()
+        if self._protocol is protocol:
+            self._protocol = None
+
+    async def aclose(self) -> None:
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
