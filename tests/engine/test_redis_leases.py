@@ -13,8 +13,9 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from repid_django.engine.brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
-from repid_django.engine.brokers.redis import scripts as redis_scripts
 from repid_django.engine.brokers.redis.broker import RedisMessageBroker
+from repid_django.engine.brokers.redis.scripts import Script
+from repid_django.engine.brokers.redis.wire import AsyncWire
 from repid_django.engine.results import JobResult
 
 from .broker_helpers import msg
@@ -145,25 +146,25 @@ async def test_finish_repeated_after_a_lost_reply_reports_what_it_applied(
     await broker.enqueue([msg("a"), msg("b")])
     held = await broker.claim(["default"], 2, 0)
     stale = await make()
-    original = redis_scripts.run
+    original = AsyncWire.run
     calls: list[str] = []
 
-    async def reply_lost(client: Any, name: str, keys: list[str], args: list[Any]) -> Any:
-        reply = await original(client, name, keys, args)
-        calls.append(name)
-        if name == "finish" and calls.count("finish") == 1:
+    async def reply_lost(wire: AsyncWire, script: Script, keys: list[str], args: list[Any]) -> Any:
+        reply = await original(wire, script, keys, args)
+        calls.append(script.name)
+        if script.name == "finish" and calls.count("finish") == 1:
             # The script ran, then the connection dropped before its reply came back.
             raise RedisConnectionError("Connection closed by server.")
         return reply
 
-    monkeypatch.setattr(redis_scripts, "run", reply_lost)
+    monkeypatch.setattr(AsyncWire, "run", reply_lost)
     outcomes = [
         Outcome(held[0], OutcomeKind.ACK, result=result("a", 1)),
         Outcome(held[1], OutcomeKind.ACK, result=result("b", 2)),
     ]
     assert await broker.finish(outcomes) == [True, True]  # not "lease lost"
     assert calls.count("finish") == 2  # it was sent twice
-    monkeypatch.setattr(redis_scripts, "run", original)
+    monkeypatch.setattr(AsyncWire, "run", original)
     base = f"{key_prefix}:{{default}}:"
     assert redis_client.hlen(base + "msgs") == 0
     assert redis_client.exists(base + "result:a", base + "result:b") == 2

@@ -271,7 +271,9 @@ class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, Res
         return await retrying(what, call, self.target, self.max_backoff, give_up)
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await redis_scripts.run(self.client, name, keys, args)
+        """Run a script over the running loop's lean connection (claim, finish, admin)."""
+        wire = self._open_clients().here().wire
+        return await wire.run(redis_scripts.script(name), keys, args)
 
     def _base(self, queue: str) -> str:
         return queue_base(self.prefix, queue)

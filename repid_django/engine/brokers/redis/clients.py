@@ -74,7 +74,8 @@ class Clients:
             return last[1]
         found = self._loops.get(loop)
         if found is None:
-            found = LoopClients(self._new_async(self._op_timeout), AsyncWire(self.endpoint))
+            wire = AsyncWire(self.endpoint, self._op_timeout)
+            found = LoopClients(self._new_async(self._op_timeout), wire)
             self._loops[loop] = found
             found.closer = _closer(self, loop, found)
             _start(found.closer)

@@ -235,10 +235,15 @@ class _Protocol(asyncio.Protocol):
 
 
 class AsyncWire:
-    """Async calls on one connection of the event loop it was made on (pipelined)."""
+    """Async calls on one connection of the event loop it was made on (pipelined).
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    ``timeout``: seconds a reply may take; then the connection is dropped (a late reply could
+    otherwise answer the next call) and ``TimeoutError`` raised.
+    """
+
+    def __init__(self, endpoint: Endpoint, timeout: float | None = None) -> None:
         self.endpoint = endpoint
+        self.timeout = timeout
         self._protocol: _Protocol | None = None
         self._opening: asyncio.Lock | None = None
 
@@ -248,7 +253,14 @@ class AsyncWire:
             protocol = await self._open()
         future = protocol.send(args)
         try:
-            reply = await future
+            if self.timeout is None:
+                reply = await future
+            else:
+                async with asyncio.timeout(self.timeout):
+                    reply = await future
+        except TimeoutError:
+            self._abort(protocol)
+            raise RedisTimeoutError(f"Timeout reading from {self.endpoint.target}") from None
         except asyncio.CancelledError:
             # A reply still on its way would be read by the next caller: start afresh.
             self._abort(protocol)
