@@ -41,7 +41,7 @@ from ..engine.queue import validate_queue_name
 from ..engine.results import stamp
 from ..engine.serializer import JSON, check_json
 from .payload import ASYNC_ACTOR, SYNC_ACTOR, Payload, register
-from .results import fetch, to_task_result
+from .results import fetch, fetch_sync, to_task_result
 
 __all__ = ["RepidTaskBackend"]
 
@@ -137,7 +137,7 @@ class RepidTaskBackend(BaseTaskBackend):
     ) -> TaskResult[P, R]:
         """Send ``task`` now over the process's pooled connection (sync code only)."""
         message, task_result = self._prepare(task, args, kwargs)
-        _sync(_sender(message), "enqueue", "aenqueue")
+        _sync(_sender(message), "enqueue", "aenqueue", _sync_sender(message))
         _enqueued(task_result, message)
         task_enqueued.send(sender=type(self), task_result=task_result)
         return task_result
@@ -161,7 +161,10 @@ class RepidTaskBackend(BaseTaskBackend):
         async def work(connection: Connection) -> TaskResult[..., Any]:
             return to_task_result(result_id, await fetch(connection, result_id), alias)
 
-        return _sync(work, "get_result", "aget_result")
+        def sync(connection: Connection) -> TaskResult[..., Any]:
+            return to_task_result(result_id, fetch_sync(connection, result_id), alias)
+
+        return _sync(work, "get_result", "aget_result", sync)
 
     async def aget_result(self, result_id: str) -> TaskResult[..., Any]:
         connection = get_connection()
@@ -184,16 +187,32 @@ def _sender(message: Message) -> Callable[[Connection], Coroutine[Any, Any, JSON
     return send
 
 
+def _sync_sender(message: Message) -> Callable[[Connection], JSON]:
+    def send(connection: Connection) -> JSON:
+        connection.message_broker.enqueue_sync([message])
+        return message.id
+
+    return send
+
+
 def _enqueued(task_result: TaskResult[..., Any], message: Message) -> None:
     object.__setattr__(task_result, "enqueued_at", stamp(message.enqueued_at))
 
 
-def _sync[T](work: Callable[[Connection], Coroutine[Any, Any, T]], name: str, twin: str) -> T:
-    """Run ``work`` from sync code over the process's pooled connection."""
+def _sync[T](
+    work: Callable[[Connection], Coroutine[Any, Any, T]],
+    name: str,
+    twin: str,
+    sync: Callable[[Connection], T],
+) -> T:
+    """Run ``sync`` from sync code over the broker's sync client (``work`` on the engine's
+    portal when the broker has no sync path); refuse async callers."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         connection = get_connection()
+        if connection.message_broker.supports_sync:
+            return sync(connection)
         return connection.call(lambda: work(connection))
     raise RuntimeError(
         f"{name}() was called from async code: use 'await ...{twin}()' there "

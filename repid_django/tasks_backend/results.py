@@ -21,6 +21,8 @@ from typing import Any, cast
 from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
+from redis.asyncio.client import Pipeline as AsyncPipeline
+from redis.client import Pipeline
 
 from ..engine.brokers.redis.broker import RedisMessageBroker
 from ..engine.brokers.redis.keys import queue_base, result_key
@@ -70,14 +72,30 @@ async def fetch(connection: Connection, result_id: str) -> Found:
         results = connection.results_broker
         result = None if results is None else await results.get_result(result_id, queue)
         return Found(result, None, False, None, None)
-    base = queue_base(broker.prefix, queue)
     async with broker.client.pipeline(transaction=True) as pipe:
-        pipe.get(result_key(broker.prefix, queue, result_id))
-        pipe.hget(f"{base}msgs", result_id)
-        pipe.zscore(f"{base}leases", result_id)
-        pipe.hget(f"{base}dmsg", result_id)
-        pipe.hget(f"{base}dinfo", result_id)
-        raw, body, lease, dead_body, dead_info = await pipe.execute()
+        return _found(await _ask(pipe, broker.prefix, queue, result_id).execute())
+
+
+def fetch_sync(connection: Connection, result_id: str) -> Found:
+    """:func:`fetch` for sync code, over the broker's sync client (Redis only)."""
+    broker = connection.message_broker
+    assert isinstance(broker, RedisMessageBroker)
+    with broker.sync_client.pipeline(transaction=True) as pipe:
+        return _found(_ask(pipe, broker.prefix, split_id(result_id), result_id).execute())
+
+
+def _ask[P: (Pipeline, AsyncPipeline)](pipe: P, prefix: str, queue: str, result_id: str) -> P:
+    base = queue_base(prefix, queue)
+    pipe.get(result_key(prefix, queue, result_id))
+    pipe.hget(f"{base}msgs", result_id)
+    pipe.zscore(f"{base}leases", result_id)
+    pipe.hget(f"{base}dmsg", result_id)
+    pipe.hget(f"{base}dinfo", result_id)
+    return pipe
+
+
+def _found(replies: list[Any]) -> Found:
+    raw, body, lease, dead_body, dead_info = replies
     result = None if raw is None else JobResult.from_dict(loads(raw))
     return Found(result, body, lease is not None, dead_body, dead_info)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -174,6 +175,18 @@ def test_bad_backend_settings_are_clear(
     settings.TASKS = {"default": {"BACKEND": backend, **params}}
     with pytest.raises(InvalidTaskBackend, match=message):
         task_backends["default"]
+
+
+def test_sync_code_enqueues_and_reads_without_an_event_loop_thread(
+    run_worker: Callable[..., str],
+) -> None:
+    before = {t.name for t in threading.enumerate()}
+    result = dj_tasks.add.enqueue(1, 1)
+    assert dj_tasks.add.get_result(result.id).status == TaskResultStatus.READY
+    run_worker("--no-mirror")
+    assert dj_tasks.add.get_result(result.id).return_value == 2
+    started = {t.name for t in threading.enumerate()} - before
+    assert "repid-portal" not in started
 
 
 def test_kwargs_and_allowed_other_queue(run_worker: Callable[..., str]) -> None:
