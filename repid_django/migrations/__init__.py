@@ -1,0 +1,1 @@
+"""Migrations of the ORM mirror's models (queues, jobs, dead letters, workers)."""

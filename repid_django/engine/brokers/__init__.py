@@ -1,4 +1,7 @@
-"""Message brokers: the in-memory one for tests, Redis for everything else."""
+"""Message brokers: the contract (``base``), the in-memory broker for tests (``memory/``), Redis
+for everything else (``redis/``), and the embedded Redis server for a zero-setup start
+(``embedded``).
+"""
 
 from .base import (
     DeadLetter,

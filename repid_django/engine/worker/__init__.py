@@ -1,5 +1,6 @@
-"""The worker: the loop that claims and runs jobs (``runner``), one message's processing
-(``processor``), outcomes and events (``recorder``, ``emitter``, ``events``), pools and signals.
+"""The worker: the claim-and-run loop (``runner``, ``options``, ``counters``), one message's
+processing (``processor``), outcomes and events (``recorder``, ``emitter``, ``events``), executor
+pools (``pools``), signals (``signals``) and the event loop it runs on (``loops``).
 """
 
 from .worker import Worker

@@ -1,1 +1,1 @@
-"""runworker and prune."""
+"""``runworker`` (the worker process) and ``prune`` (removes old mirror rows)."""

@@ -1,5 +1,6 @@
-"""The Redis broker: ``broker`` (the MessageBroker), Lua scripts in ``lua/`` run by ``scripts``,
-leases (``lease``), wire format (``codec``), key names (``keys``), URLs (``url``), admin calls.
+"""The Redis broker: ``broker`` (enqueue, queues) with ``consume`` (claim, finish) and ``admin``
+(listings, dead letters, results); ``clients``/``wire`` (connections per loop, thread and process),
+``lease`` (keeper thread), ``scripts`` + ``lua/``, ``codec``, ``keys``, ``url``.
 """
 
 from .broker import RedisMessageBroker
