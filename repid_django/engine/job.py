@@ -173,7 +173,7 @@ class Job:
         """Send one run of this job; the :class:`Call` resolves to the message id.
 
         ``await job.enqueue()`` in async code; plain ``job.enqueue()`` in sync code (a Django
-        view), which sends at once over the process's pooled connection.
+        view), which sends at once over this thread's sync connection (no event loop).
         """
         message = self.to_message()
         self.last_id = message.id

@@ -135,7 +135,7 @@ class RepidTaskBackend(BaseTaskBackend):
     def enqueue[**P, R](
         self, task: Task[P, R], args: list[Any], kwargs: dict[str, Any]
     ) -> TaskResult[P, R]:
-        """Send ``task`` now over the process's pooled connection (sync code only)."""
+        """Send ``task`` now over this thread's sync connection (sync code only)."""
         message, task_result = self._prepare(task, args, kwargs)
         _sync(_sender(message), "enqueue", "aenqueue", _sync_sender(message))
         _enqueued(task_result, message)

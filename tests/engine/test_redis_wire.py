@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -130,3 +131,31 @@ def test_each_thread_has_its_own_socket(redis_server: RedisServer) -> None:
     for thread in threads:
         thread.join()
     assert len(ids) == 4
+
+
+def test_a_socket_the_server_closed_is_replaced_before_use(
+    redis_server: RedisServer, key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    connection = Connection(RedisMessageBroker(redis_server.url, prefix=key_prefix))
+    try:
+        Job("a", connection=connection).enqueue()
+        Job("a", connection=connection).enqueue()
+        with redis_server.client() as client:
+            assert client.client_kill_filter(_type="normal", skipme=True) >= 1
+        caplog.clear()
+        Job("a", connection=connection).enqueue()
+        assert not [r for r in caplog.records if "unreachable" in r.getMessage()]
+        with redis_server.client() as client:
+            assert client.hlen(f"{key_prefix}:{{default}}:msgs") == 3
+            client.delete(*client.keys(f"{key_prefix}:*"))
+    finally:
+        connection.close()
+
+
+def test_a_sync_call_is_bounded_by_its_deadline(redis_server: RedisServer) -> None:
+    wire = SyncWire(endpoint(redis_server.url), timeout=10.0)
+    started = time.monotonic()
+    with pytest.raises(redis.TimeoutError):
+        wire.call("BLPOP", "wire-never", 5, timeout=0.3)
+    assert time.monotonic() - started < 2.0
+    assert wire.call("PING") == b"PONG"  # a new socket: the late reply cannot answer this

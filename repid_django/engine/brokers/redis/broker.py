@@ -339,7 +339,8 @@ class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, Res
             if len(groups) == 1 and not new_queues:
                 ((queue, (_, args)),) = groups.items()
                 keys = [self._base(queue)]
-                return [clients.sync_wire().run(redis_scripts.script("enqueue"), keys, args)]
+                wire = clients.sync_wire()
+                return [wire.run(redis_scripts.script("enqueue"), keys, args, deadline)]
             calls = self._calls(groups, new_queues)
             return redis_scripts.run_many_sync(clients.sync(), "enqueue", *calls)
 

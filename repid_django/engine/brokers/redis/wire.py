@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import select
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -129,14 +131,22 @@ class _SyncConnection:
         sock.settimeout(timeout)
         self.sock = sock
         self.reader = hiredis.Reader()
-        for command in endpoint.hello:
-            self.call(command)
+        try:
+            for command in endpoint.hello:
+                self.call(command)
+        except BaseException:
+            sock.close()
+            raise
 
     def __del__(self) -> None:
         # The thread that owned it ended (its thread-local data went): close, quietly.
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close()
+
+    def stale(self) -> bool:
+        """True when something (an EOF, an error) waits on a socket that owes us nothing."""
+        return bool(select.select([self.sock], [], [], 0)[0])
 
     def call(self, args: tuple[Any, ...]) -> Any:
         sock, reader = self.sock, self.reader
@@ -160,7 +170,9 @@ class SyncWire:
         self._local = threading.local()
         self._pid = os.getpid()
 
-    def call(self, *args: Any) -> Any:
+    def call(self, *args: Any, timeout: float | None = None) -> Any:
+        """Send one command and return its reply; ``timeout`` (seconds, at most the wire's own)
+        bounds this call's reads."""
         local = self._local
         connection: _SyncConnection | None = getattr(local, "connection", None)
         if connection is None or self._pid != os.getpid():
@@ -168,9 +180,16 @@ class SyncWire:
                 self._local = local = threading.local()
                 self._pid = os.getpid()
             connection = local.connection = _SyncConnection(self.endpoint, self.timeout)
+        elif connection.stale():
+            self._drop(connection)  # the server closed it while idle (restart, idle timeout)
+            connection = local.connection = _SyncConnection(self.endpoint, self.timeout)
+        connection.sock.settimeout(self.timeout if timeout is None else max(timeout, 0.001))
         try:
             return connection.call(args)
-        except (ResponseError, RedisConnectionError):
+        except ResponseError:
+            raise  # an error reply: the connection is still in step
+        except RedisConnectionError:
+            self._drop(connection)  # closed by the server (restart, idle timeout, kill)
             raise
         except TimeoutError:
             self._drop(connection)
@@ -179,13 +198,20 @@ class SyncWire:
             self._drop(connection)
             raise RedisConnectionError(f"Error talking to {self.endpoint.target}: {exc}") from None
 
-    def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        """Run a broker script (EVALSHA; loaded first when the server answers NOSCRIPT)."""
+    def run(
+        self, script: Script, keys: list[str], args: list[Any], deadline: float | None = None
+    ) -> Any:
+        """Run a broker script (EVALSHA; loaded first when the server answers NOSCRIPT);
+        ``deadline`` (``time.monotonic()``) bounds the whole call."""
+
+        def left() -> float | None:
+            return None if deadline is None else deadline - time.monotonic()
+
         try:
-            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            return self.call("EVALSHA", script.sha, len(keys), *keys, *args, timeout=left())
         except NoScriptError:
-            self.call("SCRIPT", "LOAD", script.source)
-            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            self.call("SCRIPT", "LOAD", script.source, timeout=left())
+            return self.call("EVALSHA", script.sha, len(keys), *keys, *args, timeout=left())
 
     def _drop(self, connection: _SyncConnection) -> None:
         self._local.connection = None
@@ -297,14 +323,19 @@ class AsyncWire:
                             ssl=endpoint.tls,
                             server_hostname=endpoint.host if endpoint.tls else None,
                         )
+                    for command in endpoint.hello:  # AUTH, SELECT: within the same timeout
+                        _raise_if_error(await protocol.send(command))
             except TimeoutError:
+                self._abort(protocol)
                 raise RedisTimeoutError(f"Timeout connecting to {endpoint.target}") from None
             except OSError as exc:
+                self._abort(protocol)
                 raise RedisConnectionError(
                     f"Error connecting to {endpoint.target}: {exc}"
                 ) from None
-            for command in endpoint.hello:
-                _raise_if_error(await protocol.send(command))
+            except BaseException:
+                self._abort(protocol)
+                raise
             self._protocol = protocol
             return protocol
 
