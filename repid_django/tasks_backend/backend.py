@@ -10,8 +10,8 @@
         }
     }
 
-``task.enqueue()`` sends one job over the process's pooled connection (``await
-task.aenqueue()`` over the engine's async path); ``runworker`` runs it with the project's
+``task.enqueue()`` sends one job over this thread's sync connection (``await
+task.aenqueue()`` over the event loop's own); ``runworker`` runs it with the project's
 actors. The job goes to ``task.queue_name`` with ``task.priority`` (Django's -100..100 scale is
 the engine's) and ``run_after`` as its ``deferred_until``. The result id is the job's message id,
 ``"<queue>:<uuid hex>"``, so ``get_result(id)`` reads everything from the queue's keys in one
