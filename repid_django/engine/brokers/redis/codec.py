@@ -36,13 +36,28 @@ def printable(raw: bytes | str, limit: int = 500) -> str:
     return excerpt + ("..." if len(data) > limit else "")
 
 
-def outcome_args(
-    outcome: Outcome, queue_index: int, now: float, default_result_ttl: float
-) -> list[str | int | bytes]:
-    """The ten script arguments of one outcome (see ``lua/finish.lua``)."""
+_CODES = {
+    OutcomeKind.ACK: "A",
+    OutcomeKind.RETRY: "r",
+    OutcomeKind.REJECT: "j",
+    OutcomeKind.DEAD: "d",
+}
+
+
+def outcome_args(outcome: Outcome, now: float, result_ttl: float) -> list[str | int | bytes]:
+    """The script arguments of one outcome (see ``lua/finish.lua``): four for an ack whose
+    message goes with its result kept for the default time (``result_ttl`` seconds), ten
+    otherwise."""
     delivery = outcome.delivery
     message = delivery.message
     kind = outcome.kind
+    result: bytes | str = ""
+    if outcome.result is not None and message.store_result:
+        result = dumps(outcome.result.to_dict())
+    plain = kind is OutcomeKind.ACK and message.deferred_by is None
+    if plain and (not result or message.result_ttl is None):
+        return [message.id, delivery.token, "a", result]
+    code = _CODES[kind]
     body: bytes | str = ""
     run_at = outcome.run_at
     if kind is OutcomeKind.RETRY:
@@ -55,27 +70,48 @@ def outcome_args(
         if run_at is None:
             run_at = now + message.deferred_by
         body = encode(message.with_changes(attempt=0, unknown_count=0, run_at=run_at))
+        if kind is OutcomeKind.ACK:
+            code = "n"
     else:
         run_at = None
-    result: bytes | str = ""
-    ttl_ms = 0
-    if outcome.result is not None and message.store_result:
-        result = dumps(outcome.result.to_dict())
-        ttl_ms = max(1, int((message.result_ttl or default_result_ttl) * 1000))
+    ttl_ms = result_ttl_ms(message.result_ttl or result_ttl)
     reason = outcome.reason or DeadReason.FAILED
     error = (outcome.error or "")[:MAX_ERROR_CHARS]
     return [
-        queue_index,
         message.id,
         delivery.token,
-        kind.value,
-        body,
-        fmt_time(run_at),
+        code,
         result,
         ttl_ms,
+        body,
+        fmt_time(run_at),
+        message.priority,
         reason.value if kind is OutcomeKind.DEAD else "",
         error,
     ]
+
+
+def result_ttl_ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def finish_args(
+    outcomes: Sequence[Outcome], now: float, result_ttl: float, head: list[Any]
+) -> tuple[list[str], list[Any], list[int]]:
+    """The queues, the arguments after ``head`` (see ``lua/finish.lua``: grouped by queue) and,
+    for each reply position, the index of its outcome."""
+    by_queue: dict[str, list[int]] = {}
+    for index, outcome in enumerate(outcomes):
+        by_queue.setdefault(outcome.delivery.message.queue, []).append(index)
+    seen = {(o.delivery.message.queue, o.delivery.message.id) for o in outcomes}
+    args = [*head, 1 if len(seen) < len(outcomes) else 0]
+    order: list[int] = []
+    for indexes in by_queue.values():
+        args.append(len(indexes))
+        for index in indexes:
+            args += outcome_args(outcomes[index], now, result_ttl)
+        order += indexes
+    return list(by_queue), args, order
 
 
 def call_digest(outcomes: Sequence[Outcome]) -> str:
@@ -103,14 +139,18 @@ def bad_delivery(queue: str, message_id: str, token: str) -> Delivery:
 def decode_claimed(
     reply: list[Any], queues: list[str], token: str, max_size: int, now: float
 ) -> tuple[list[Delivery], list[Outcome]]:
-    """Split a claim reply into good deliveries and outcomes that bury the bad ones."""
+    """Split a claim reply (see ``lua/claim.lua``) into good deliveries and outcomes that bury
+    the bad ones."""
     good: list[Delivery] = []
     bad: list[Outcome] = []
-    for i in range(2, len(reply), 4):
-        queue = queues[int(reply[i]) - 1]
-        message_id = text(reply[i + 1])
-        lost = int(reply[i + 2])
-        body = reply[i + 3]
+    info = text(reply[2]).split() if reply[2] else None
+    for n, i in enumerate(range(3, len(reply), 2)):
+        queue, lost = queues[0], 0
+        if info is not None:
+            index, _, count = info[n].partition(",")
+            queue, lost = queues[int(index) - 1], int(count)
+        message_id = text(reply[i])
+        body = reply[i + 1]
         try:
             message = decode(body, max_size)
             if message.id != message_id or message.queue != queue:

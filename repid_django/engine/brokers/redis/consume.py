@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..base import BrokerCounters, Delivery, Outcome, OutcomeKind
-from .codec import call_digest, decode_claimed, outcome_args
+from .codec import call_digest, decode_claimed, finish_args, result_ttl_ms
 from .keys import wake_key
 from .lease import LeaseKeeper
 from .scripts import RETRYABLE
@@ -198,15 +198,11 @@ class RedisConsumerMixin:
 
     async def _finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         now = time.time()
-        indexes: dict[str, int] = {}
         memo_ttl_ms = int(self.finish_memo_ttl * 1000)
-        args: list[Any] = [now, self._dead_ttl_ms, self.dead_letter_max, "", memo_ttl_ms, 0]
-        for outcome in outcomes:
-            queue = outcome.delivery.message.queue
-            index = indexes.setdefault(queue, len(indexes) + 1)
-            args += outcome_args(outcome, index, now, self.result_ttl)
-        args[3] = call_digest(outcomes)
-        keys = [self._base(q) for q in indexes]
+        head: list[Any] = [now, self._dead_ttl_ms, self.dead_letter_max, call_digest(outcomes)]
+        head += [memo_ttl_ms, 0, result_ttl_ms(self.result_ttl)]
+        queues, args, order = finish_args(outcomes, now, self.result_ttl, head)
+        keys = [self._base(q) for q in queues]
 
         async def send() -> Any:
             try:
@@ -216,4 +212,7 @@ class RedisConsumerMixin:
                 raise
 
         reply = await self._retry("finish", send, self.finish_retry_time)
-        return [bool(r) for r in reply]
+        applied = [False] * len(outcomes)
+        for index, flag in zip(order, reply, strict=True):
+            applied[index] = bool(flag)
+        return applied

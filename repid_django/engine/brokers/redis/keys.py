@@ -8,9 +8,15 @@ in one Redis Cluster slot and one Lua script can touch them together::
     <prefix>:{<queue>}:delayed   zset  id -> run_at (Unix seconds)
     <prefix>:{<queue>}:msgs      hash  id -> JSON body of every live message (ready, delayed or
                                        running); it is also the unique-id guard
-    <prefix>:{<queue>}:pri       hash  id -> priority
+    <prefix>:{<queue>}:pri       hash  id -> priority of a delayed message (a ready one has it
+                                       in its score, a running one in its token's score, and
+                                       the worker sends it back when it reschedules one)
     <prefix>:{<queue>}:leases    zset  id -> lease deadline (Redis server milliseconds)
-    <prefix>:{<queue>}:tokens    hash  id -> "<lease token> <ready score>" of a running message
+    <prefix>:{<queue>}:tokens    hash  id -> "<lease token> <ready score>" of a running message;
+                                       plus the field "" (never an id) holding a long filler,
+                                       so Redis keeps it as a hash table, not a listpack whose
+                                       every lookup scans it whole; gone with the queue's
+                                       last message
     <prefix>:{<queue>}:lost      hash  id -> how many leases of the message expired
     <prefix>:{<queue>}:seq       str   FIFO sequence (deleted whenever the queue is empty)
     <prefix>:{<queue>}:wake      list  wake-up tokens that idle workers BLPOP (at most 8)
@@ -25,6 +31,12 @@ Queue names cannot contain ``~`` or braces (see ``queue.validate_queue_name``), 
 registry's tag never collides with a queue's. Scripts get the queue's base
 ``<prefix>:{<queue>}:`` as their key (which routes them to the queue's slot) and derive the
 other names from it.
+
+Per job, the hot scripts touch only what the job needs: an enqueue writes ``msgs`` and
+``ready`` (``delayed`` and ``pri`` instead when deferred), a claim ``tokens`` and ``leases``
+(read with one HMGET, written with one variadic call each per batch), a finish the result key
+and removes from ``msgs``, ``tokens`` and ``leases`` with one variadic call per key and batch
+(``lost`` and ``pri`` only when they exist).
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """The broker's Lua scripts: loaded from ``lua/``, run with EVALSHA, reloaded on NOSCRIPT.
 
-Each script is ``lua/common.lua`` (shared helpers) followed by its own file, so every state
-change is one atomic script. Scripts are sent by SHA1; a server that does not know one yet
+Each script is its own file with, in front, the helpers of ``lua/common.lua`` it uses (directly
+or through another helper), so every state change is one atomic script and no call pays for
+defining helpers it never runs. ``common.lua`` is a sequence of blocks separated by blank
+lines, each defining one ``local`` (a function or a constant); a block is included when its
+name is used as ``name(`` (functions) or as a word (constants) by the script or by an included
+block. Scripts are sent by SHA1; a server that does not know one yet
 (first use, restart, ``SCRIPT FLUSH``) answers NOSCRIPT, and the script is loaded and the call
 repeated (a NOSCRIPT call changed nothing, so repeating it is safe).
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -37,11 +42,39 @@ class Script:
     sha: str
 
 
+_DEFINES = re.compile(r"^local (function )?([A-Za-z_]\w*)", re.MULTILINE)
+
+
+@cache
+def helpers() -> dict[str, tuple[str, re.Pattern[str]]]:
+    """The blocks of ``lua/common.lua`` by the name each defines (in file order), each with
+    the pattern that finds a use of that name."""
+    common = (LUA_DIR / "common.lua").read_text(encoding="utf-8")
+    blocks: dict[str, tuple[str, re.Pattern[str]]] = {}
+    for block in re.split(r"\n\s*\n", common):
+        found = _DEFINES.search(block)
+        if found:
+            is_function, name = found.groups()
+            use = rf"(?<![\w.'\"]){name}" + (r"\s*\(" if is_function else r"\b")
+            blocks[name] = (block.strip("\n"), re.compile(use))
+    return blocks
+
+
 @cache
 def script(name: str) -> Script:
-    """The script ``lua/<name>.lua`` with the shared helpers in front."""
-    common = (LUA_DIR / "common.lua").read_text(encoding="utf-8")
-    source = common + "\n" + (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    """The script ``lua/<name>.lua`` with the helpers it needs in front."""
+    own = (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    blocks = helpers()
+    needed: set[str] = set()
+    pending = [own]
+    while pending:
+        text = pending.pop()
+        for helper, (block, use) in blocks.items():
+            if helper not in needed and use.search(text):
+                needed.add(helper)
+                pending.append(block)
+    parts = [block for helper, (block, _) in blocks.items() if helper in needed]
+    source = "\n\n".join([*parts, own])
     return Script(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
 
 

@@ -6,77 +6,141 @@
 -- it) is only leased alone, to a claimer that holds nothing else (alone_ok = '1'): its batch ends
 -- before it, and if the claimer is busy it stays where it is and the reply says so. So a job that
 -- kills its worker cannot take innocent jobs to the dead-letter queue with it.
--- Returns {next_run_at|-1, last_chance_waiting (0/1), (queue index, id, lost, body)...}.
+-- Returns {next_run_at|-1, last_chance_waiting (0/1), info, (id, body)...}: next_run_at only
+-- when nothing was leased; info is '' when every leased message comes from KEYS[1] with no lost
+-- lease, else "<queue index>,<lost>" per leased message, joined by spaces.
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local token = ARGV[4]
 local max_lost, ttl_ms, max = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local alone_ok = ARGV[8] == '1'
 local tnow = server_ms()
-local deadline = tnow + tonumber(ARGV[3])
-for q = 1, #KEYS do
+local deadline = string.format('%.0f', tnow + tonumber(ARGV[3])) -- formatted once, not per job
+local nq = #KEYS
+for q = 1, nq do
   reap(KEYS[q], tnow, now, max_lost, ttl_ms, max, 200)
   promote(KEYS[q], now, 1000)
 end
 
-local out = { -1, 0 }
-local taken = 0
--- Lease `id` (already out of the ready zset); false when the batch must end before it (it is
--- put back at `score`).
-local function lease(q, id, score)
-  local base = KEYS[q]
-  local body = redis.call('HGET', base .. 'msgs', id)
-  if not body then
-    forget(base, id)
-    return true
-  end
-  local lost = tonumber(redis.call('HGET', base .. 'lost', id) or '0')
-  local last = max_lost > 0 and lost >= max_lost
-  if last and not (alone_ok and taken == 0) then
-    redis.call('ZADD', base .. 'ready', score, id)
-    out[2] = 1
-    return false
-  end
-  redis.call('HSET', base .. 'tokens', id, token .. ' ' .. score)
-  redis.call('ZADD', base .. 'leases', deadline, id)
-  out[#out + 1] = q
-  out[#out + 1] = id
-  out[#out + 1] = lost
-  out[#out + 1] = body
-  taken = taken + 1
-  return not last
-end
-
-if #KEYS == 1 then
+-- The candidates in serving order: ids, ready scores and (several queues) queue indexes. One
+-- queue: popped at once (what is not leased goes back); several: merged from each queue's head,
+-- removed once leased.
+local cid, cscore, cq = {}, {}, nil
+if nq == 1 then
   local popped = redis.call('ZPOPMIN', KEYS[1] .. 'ready', limit)
-  local stopped = false
-  for i = 1, #popped, 2 do
-    if stopped then
-      redis.call('ZADD', KEYS[1] .. 'ready', popped[i + 1], popped[i])
-    elseif not lease(1, popped[i], popped[i + 1]) then
-      stopped = true
-    end
+  for i = 2, #popped, 2 do
+    cid[i / 2], cscore[i / 2] = popped[i - 1], popped[i]
   end
 else
-  while taken < limit do
-    local best, best_id, best_score = nil, nil, nil
-    for q = 1, #KEYS do
-      local head = redis.call('ZRANGE', KEYS[q] .. 'ready', 0, 0, 'WITHSCORES')
-      if head[1] and (best == nil or tonumber(head[2]) < tonumber(best_score)) then
-        best, best_id, best_score = q, head[1], head[2]
+  cq = {}
+  local heads, at = {}, {}
+  for q = 1, nq do
+    heads[q] = redis.call('ZRANGE', KEYS[q] .. 'ready', 0, limit - 1, 'WITHSCORES')
+    at[q] = 1
+  end
+  while #cid < limit do
+    local best, best_score = nil, nil
+    for q = 1, nq do
+      local s = heads[q][at[q] + 1]
+      if s and (best == nil or tonumber(s) < best_score) then
+        best, best_score = q, tonumber(s)
       end
     end
     if best == nil then
       break
     end
-    redis.call('ZREM', KEYS[best] .. 'ready', best_id)
-    if not lease(best, best_id, best_score) then
-      break
+    local i = at[best]
+    cid[#cid + 1], cscore[#cscore + 1], cq[#cq + 1] = heads[best][i], heads[best][i + 1], best
+    at[best] = i + 2
+  end
+end
+
+-- Bodies and lost-lease counts: one HMGET per queue and hash (none when no lease was ever lost).
+local bodies, losts = {}, {}
+for q = 1, nq do
+  local base, ids, pos = KEYS[q], cid, nil
+  if cq then
+    ids, pos = {}, {}
+    for k = 1, #cid do
+      if cq[k] == q then
+        ids[#ids + 1], pos[#pos + 1] = cid[k], k
+      end
+    end
+  end
+  if #ids > 0 then
+    local b = hmget(base .. 'msgs', ids)
+    local l = redis.call('EXISTS', base .. 'lost') == 1 and hmget(base .. 'lost', ids)
+    for j = 1, #ids do
+      local k = pos and pos[j] or j
+      bodies[k], losts[k] = b[j], l and tonumber(l[j]) or 0
     end
   end
 end
 
-for q = 1, #KEYS do
+local out = { -1, 0, '' }
+local iq, il, plain = {}, {}, nq == 1
+local tokens, leases, taken, used = {}, {}, 0, 0
+for q = 1, nq do
+  tokens[q], leases[q] = { '', TOKENS_PAD }, {}
+end
+for k = 1, #cid do
+  local q, id, lost = cq and cq[k] or 1, cid[k], losts[k]
+  if not bodies[k] then
+    forget(KEYS[q], id) -- a ready entry without a body: drop it
+  else
+    local last = max_lost > 0 and lost >= max_lost
+    if last and not (alone_ok and taken == 0) then
+      out[2] = 1 -- the batch ends before it; it stays (or goes back) where it was
+      break
+    end
+    local t, l = tokens[q], leases[q]
+    t[#t + 1], t[#t + 2] = id, token .. ' ' .. cscore[k]
+    l[#l + 1], l[#l + 2] = deadline, id
+    out[#out + 1], out[#out + 2] = id, bodies[k]
+    taken = taken + 1
+    iq[taken], il[taken] = q, lost
+    plain = plain and lost == 0
+    if last then
+      used = k
+      break
+    end
+  end
+  used = k
+end
+
+for q = 1, nq do
+  local base = KEYS[q]
+  if #leases[q] > 0 then
+    bulk('HSET', base .. 'tokens', tokens[q], 2)
+    bulk('ZADD', base .. 'leases', leases[q], 2)
+  end
+end
+if cq then
+  for q = 1, nq do
+    local gone = {}
+    for k = 1, used do
+      if cq[k] == q then
+        gone[#gone + 1] = cid[k]
+      end
+    end
+    bulk('ZREM', KEYS[q] .. 'ready', gone, 1)
+  end
+else
+  local back = {}
+  for k = used + 1, #cid do
+    back[#back + 1], back[#back + 2] = cscore[k], cid[k]
+  end
+  bulk('ZADD', KEYS[1] .. 'ready', back, 2)
+end
+if not plain then
+  local info = {}
+  for j = 1, taken do
+    info[j] = iq[j] .. ',' .. il[j]
+  end
+  out[3] = table.concat(info, ' ')
+end
+
+for q = 1, nq do
   local base = KEYS[q]
   if redis.call('ZCARD', base .. 'ready') > 0 then
     wake(base, 1)
@@ -86,9 +150,11 @@ for q = 1, #KEYS do
       redis.call('DEL', base .. 'seq')
     end
   end
-  local first = redis.call('ZRANGE', base .. 'delayed', 0, 0, 'WITHSCORES')
-  if first[2] and (out[1] == -1 or tonumber(first[2]) < tonumber(out[1])) then
-    out[1] = first[2]
+  if taken == 0 then
+    local first = redis.call('ZRANGE', base .. 'delayed', 0, 0, 'WITHSCORES')
+    if first[2] and (out[1] == -1 or tonumber(first[2]) < tonumber(out[1])) then
+      out[1] = first[2]
+    end
   end
 end
 return out

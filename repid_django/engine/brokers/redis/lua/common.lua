@@ -1,27 +1,56 @@
--- Shared helpers, prepended to every script (see redis_scripts.py).
+-- Shared helpers. A script gets only the blocks it uses (see scripts.py): keep one definition
+-- per blank-line-separated block, each after the blocks it uses.
 -- A queue's keys all start with its base "<prefix>:{<queue>}:" (KEYS[i]); the {queue} hash tag
 -- keeps them in one Redis Cluster slot. Times: run_at / failed_at are client Unix seconds;
 -- lease deadlines are Redis server milliseconds (TIME), so worker clock skew cannot reap early.
+-- Numbers passed to redis.call are sent exactly ("%.17g"): scores need no string.format.
 
-local PRI_SPAN = 1099511627776 -- 2^40: the FIFO sequence space inside one priority band
+-- 2^40: the FIFO sequence space inside one priority band. A ready score is
+-- (100 - priority) * PRI_SPAN + sequence: strict priority first, then FIFO.
+local PRI_SPAN = 1099511627776
+
+-- Arguments per call of a variadic command (Lua's unpack is limited to about 8000 values).
+local CHUNK = 4000
 
 local function server_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function fmt(n)
-  return string.format('%.0f', n)
+-- `cmd key [flag] <list...>` for a flat list of arguments (`width` of them per element), in
+-- chunks; returns the sum of the integer replies.
+local function bulk(cmd, key, list, width, flag)
+  local n = #list
+  local step = CHUNK - CHUNK % width
+  local total = 0
+  for i = 1, n, step do
+    local last = math.min(i + step - 1, n)
+    if flag then
+      total = total + redis.call(cmd, key, flag, unpack(list, i, last))
+    else
+      total = total + redis.call(cmd, key, unpack(list, i, last))
+    end
+  end
+  return total
 end
 
--- Score in the ready zset: strict priority first (higher priority = lower score), then FIFO.
-local function score_of(pri, seq)
-  return fmt((100 - pri) * PRI_SPAN + seq)
-end
-
-local function ready_score(base, id)
-  local pri = tonumber(redis.call('HGET', base .. 'pri', id) or '0') or 0
-  return score_of(pri, redis.call('INCR', base .. 'seq'))
+-- HMGET of any number of fields (false where missing).
+local function hmget(key, fields)
+  local n = #fields
+  if n <= CHUNK then
+    if n == 0 then
+      return {}
+    end
+    return redis.call('HMGET', key, unpack(fields))
+  end
+  local out = {}
+  for i = 1, n, CHUNK do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + CHUNK - 1, n)))
+    for j = 1, #part do
+      out[#out + 1] = part[j]
+    end
+  end
+  return out
 end
 
 -- Make sure at least n wake tokens wait in the wake list (blocked claimers BLPOP it).
@@ -32,13 +61,45 @@ local function wake(base, n)
   end
 end
 
--- The lease token and the ready score the message had when it was claimed ("<token> <score>").
-local function split_token(value)
-  local sp = string.find(value, ' ', 1, true)
-  if not sp then
-    return value, nil
+-- A running message's `tokens` entry is "<lease token> <ready score>": does `token` hold it?
+local function owns(held, token)
+  return held and string.find(held, token, 1, true) == 1
+    and string.byte(held, #token + 1) == 32
+end
+
+-- The ready score kept in a `tokens` entry.
+local function held_score(held)
+  return string.sub(held, string.find(held, ' ', 1, true) + 1)
+end
+
+-- The priority written in a message's body (0 when unreadable), for a message that has no
+-- `pri` entry.
+local function body_priority(base, id)
+  local ok, data = pcall(cjson.decode, redis.call('HGET', base .. 'msgs', id) or '')
+  local pri = ok and type(data) == 'table' and tonumber(data.priority) or 0
+  return math.max(-100, math.min(100, math.floor(pri)))
+end
+
+-- A fresh ready score for `id` of priority `pri` (nil: kept in `pri` while the message was
+-- delayed, else read from its body).
+local function ready_score(base, id, pri)
+  if pri == nil then
+    pri = tonumber(redis.call('HGET', base .. 'pri', id)) or body_priority(base, id)
   end
-  return string.sub(value, 1, sp - 1), string.sub(value, sp + 1)
+  return (100 - pri) * PRI_SPAN + redis.call('INCR', base .. 'seq')
+end
+
+-- The `tokens` hash always holds this value under the field '' (never a message id): it is
+-- longer than hash-max-listpack-value, so Redis keeps the hash as a hash table from its first
+-- write. As a listpack (any small hash) every lookup scans the whole hash, and a claim or a
+-- finish of 100 jobs makes 100 of them.
+local TOKENS_PAD = '--------------------------------------------------------------------------------------------------------------------------------'
+
+-- An empty queue leaves no key behind (`tokens` then holds TOKENS_PAD alone).
+local function tidy(base)
+  if redis.call('HLEN', base .. 'msgs') == 0 then
+    redis.call('DEL', base .. 'seq', base .. 'wake', base .. 'tokens')
+  end
 end
 
 local function forget(base, id)
@@ -47,9 +108,7 @@ local function forget(base, id)
   redis.call('HDEL', base .. 'lost', id)
   redis.call('HDEL', base .. 'tokens', id)
   redis.call('ZREM', base .. 'leases', id)
-  if redis.call('HLEN', base .. 'msgs') == 0 then
-    redis.call('DEL', base .. 'seq', base .. 'wake') -- an empty queue leaves no key behind
-  end
+  tidy(base)
 end
 
 local function drop_dead(base, ids)
@@ -103,12 +162,8 @@ local function reap(base, tnow, now, max_lost, ttl_ms, max, batch)
           'its lease expired ' .. lost .. ' times (the worker running it died or hung)',
           now, ttl_ms, max)
       else
-        local score = nil
-        if held then
-          local _, s = split_token(held)
-          score = s
-        end
-        redis.call('ZADD', base .. 'ready', score or ready_score(base, id), id)
+        local score = held and string.find(held, ' ', 1, true) and held_score(held)
+        redis.call('ZADD', base .. 'ready', score or ready_score(base, id, nil), id)
         wake(base, 1)
       end
     else
@@ -118,27 +173,39 @@ local function reap(base, tnow, now, max_lost, ttl_ms, max, batch)
   return #expired
 end
 
--- Move delayed messages whose run_at has come to the ready zset.
+-- Move delayed messages whose run_at has come to the ready zset (their `pri` entries go: a
+-- ready message's priority is in its score).
 local function promote(base, now, batch)
   local due = redis.call('ZRANGEBYSCORE', base .. 'delayed', '-inf', now, 'LIMIT', 0, batch)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', base .. 'delayed', id)
-    redis.call('ZADD', base .. 'ready', ready_score(base, id), id)
+  local n = #due
+  if n == 0 then
+    return 0
   end
-  return #due
+  local pris = hmget(base .. 'pri', due)
+  bulk('ZREM', base .. 'delayed', due, 1)
+  bulk('HDEL', base .. 'pri', due, 1)
+  local seq = redis.call('INCRBY', base .. 'seq', n) - n
+  local ready = {}
+  for i, id in ipairs(due) do
+    local pri = tonumber(pris[i]) or body_priority(base, id)
+    ready[2 * i - 1] = (100 - pri) * PRI_SPAN + seq + i
+    ready[2 * i] = id
+  end
+  bulk('ZADD', base .. 'ready', ready, 2)
+  return n
 end
 
--- Put a message (body updated unless '') back: delayed when run_at is in the future, else ready
--- (at its old place when score is given).
-local function reschedule(base, id, body, run_at, now, score)
+-- Put a message (body updated unless '') of priority `pri` back: delayed when run_at is in the
+-- future (with a `pri` entry), else ready (at its old place when score is given).
+local function reschedule(base, id, body, run_at, now, score, pri)
   if body ~= '' then
     redis.call('HSET', base .. 'msgs', id, body)
   end
   if run_at ~= '' and tonumber(run_at) > now then
     redis.call('ZADD', base .. 'delayed', run_at, id)
+    redis.call('HSET', base .. 'pri', id, pri)
   else
-    redis.call('ZADD', base .. 'ready', score or ready_score(base, id), id)
+    redis.call('ZADD', base .. 'ready', score or ready_score(base, id, pri), id)
   end
   wake(base, 1)
 end
-

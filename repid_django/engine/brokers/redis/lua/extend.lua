@@ -2,15 +2,22 @@
 -- Pushes the lease deadline of each still-owned delivery; returns 1 per extended, 0 if lost.
 local deadline = server_ms() + tonumber(ARGV[1])
 local out = {}
-for i = 2, #ARGV, 3 do
-  local base = KEYS[tonumber(ARGV[i])]
-  local id = ARGV[i + 1]
-  local held = redis.call('HGET', base .. 'tokens', id)
-  if held and split_token(held) == ARGV[i + 2] then
-    redis.call('ZADD', base .. 'leases', 'XX', deadline, id)
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
+for q = 1, #KEYS do
+  local ids, pos = {}, {}
+  for i = 2, #ARGV, 3 do
+    if tonumber(ARGV[i]) == q then
+      ids[#ids + 1], pos[#pos + 1] = ARGV[i + 1], i
+    end
   end
+  local found = hmget(KEYS[q] .. 'tokens', ids)
+  local leases = {}
+  for j, i in ipairs(pos) do
+    local ok = owns(found[j], ARGV[i + 2])
+    out[(i + 1) / 3] = ok and 1 or 0
+    if ok then
+      leases[#leases + 1], leases[#leases + 2] = deadline, ids[j]
+    end
+  end
+  bulk('ZADD', KEYS[q] .. 'leases', leases, 2, 'XX')
 end
 return out

@@ -7,8 +7,7 @@ for i = 1, #ARGV, 3 do
   local id = ARGV[i]
   if redis.call('ZSCORE', base .. 'dead', id)
     and redis.call('HSETNX', base .. 'msgs', id, ARGV[i + 2]) == 1 then
-    redis.call('HSET', base .. 'pri', id, ARGV[i + 1])
-    redis.call('ZADD', base .. 'ready', ready_score(base, id), id)
+    redis.call('ZADD', base .. 'ready', ready_score(base, id, tonumber(ARGV[i + 1])), id)
     drop_dead(base, { id })
     count = count + 1
   end
