@@ -191,3 +191,26 @@ def test_password_is_redacted_in_the_deadline_error(key_prefix: str) -> None:
     finally:
         connection.close()
         server.cleanup()
+
+
+def test_wrong_credentials_fail_at_once_with_what_to_fix(key_prefix: str) -> None:
+    server = RedisServer(password="right-pw").start()
+    url = f"redis://:wrong-pw@127.0.0.1:{server.port}/0"
+    connection = Connection(RedisMessageBroker(url, prefix=key_prefix, enqueue_timeout=5.0))
+
+    async def send() -> str:
+        return await Job("mark", connection=connection).enqueue()
+
+    try:
+        for call in (
+            lambda: Job("mark", connection=connection).enqueue(),
+            lambda: asyncio.run(send()),
+        ):
+            started = time.monotonic()
+            with pytest.raises(ConnectionError, match="refused the credentials") as caught:
+                call()
+            assert time.monotonic() - started < 2.0
+            assert "wrong-pw" not in str(caught.value)
+    finally:
+        connection.close()
+        server.cleanup()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,3 +71,18 @@ def test_enqueue_and_work_over_tls(tls_server: tuple[RedisServer, int], key_pref
         connection.close()
     seen = run_all(url, key_prefix, 2, ssl_ca_certs=ca)
     assert seen == {"sync": 1, "async": 1}
+
+
+def test_a_server_the_ca_does_not_vouch_for_is_refused_at_once(
+    tls_server: tuple[RedisServer, int], key_prefix: str
+) -> None:
+    _, port = tls_server
+    url = f"rediss://localhost:{port}/0"  # checked against the system CAs: not ours
+    connection = Connection(RedisMessageBroker(url, prefix=key_prefix, enqueue_timeout=5.0))
+    try:
+        started = time.monotonic()
+        with pytest.raises(ConnectionError, match="TLS certificate that was not trusted"):
+            Job("mark", connection=connection).enqueue()
+        assert time.monotonic() - started < 2.0  # not retried until the deadline
+    finally:
+        connection.close()

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.exceptions import AuthenticationError, NoScriptError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 LUA_DIR = Path(__file__).with_name("lua")
@@ -153,8 +154,29 @@ def run_many_sync(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def refused(exc: BaseException, target: str, what: str) -> ConnectionError | None:
+    """The error to raise at once for a failure that retrying cannot mend (credentials refused,
+    a TLS certificate not trusted); ``None`` for the rest."""
+    text = str(exc)
+    if isinstance(exc, AuthenticationError) or text.startswith(("WRONGPASS", "NOAUTH")):
+        why = "refused the credentials of the broker URL"
+        fix = "Fix the user name or password in the URL (REPID_BROKER_URL)"
+    elif isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        why = "presented a TLS certificate that was not trusted"
+        fix = "Give ssl_ca_certs (the CA that signed the server's certificate) or fix the host name"
+    else:
+        return None
+    return ConnectionError(f"Redis at {target} {why} during {what} ({exc}). {fix}.")
+
+
 def retrying_sync[T](
-    what: str, call: Callable[[], T], target: str, max_backoff: float, deadline: float
+    what: str,
+    call: Callable[[], T],
+    target: str,
+    max_backoff: float,
+    deadline: float,
+    *,
+    failures: list[BaseException] | None = None,
 ) -> T | None:
     """:func:`retrying` for sync callers: ``None`` once ``deadline`` (monotonic) has passed."""
     delay, failed = 0.05, False
@@ -162,6 +184,10 @@ def retrying_sync[T](
         try:
             result = call()
         except RETRYABLE as exc:
+            if (fatal := refused(exc, target, what)) is not None:
+                raise fatal from None
+            if failures is not None:
+                failures.append(exc)
             left = deadline - time.monotonic()
             if not failed:
                 failed = True
@@ -182,17 +208,24 @@ async def retrying[T](
     target: str,
     max_backoff: float,
     give_up: float | None = None,
+    *,
+    failures: list[BaseException] | None = None,
 ) -> T:
     """``call()`` again with back-off while Redis is unreachable; logs the outage once.
 
     ``give_up``: seconds of failure after which a ``ConnectionError`` naming ``target`` (a
-    redacted URL) is raised; ``None``: never.
+    redacted URL) is raised; ``None``: never. Failures retrying cannot mend (see
+    :func:`refused`) are raised at once. ``failures`` collects the errors retried.
     """
     delay, failing_since = 0.05, 0.0
     while True:
         try:
             result = await call()
         except RETRYABLE as exc:
+            if (fatal := refused(exc, target, what)) is not None:
+                raise fatal from None
+            if failures is not None:
+                failures.append(exc)
             now = time.monotonic()
             if not failing_since:
                 failing_since = now
