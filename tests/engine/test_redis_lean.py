@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import pytest
 import redis
 
 from repid_django.engine.brokers.base import DeadReason, Outcome, OutcomeKind
 from repid_django.engine.brokers.redis.broker import RedisMessageBroker
+from repid_django.engine.results import JobResult
 
 from .broker_helpers import msg
 
@@ -65,18 +67,23 @@ async def test_delayed_and_recurring_messages_keep_their_priority(
     assert (await b.queue_stats("default")).dead == 1
 
 
-async def test_the_tokens_hash_is_a_hash_table_and_goes_with_the_last_message(
+async def test_running_jobs_are_kept_in_a_hash_table_and_a_skiplist(
     redis_broker: RedisMessageBroker, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     b = redis_broker
-    tokens = base(key_prefix) + "tokens"
-    await b.enqueue([msg("a"), msg("b")])
+    tokens, leases = base(key_prefix) + "tokens", base(key_prefix) + "leases"
+    await b.enqueue([msg("a"), msg("b"), msg("c")])
     (a,) = await b.claim(["default"], 1, 0)
     assert redis_client.object("encoding", tokens) == b"hashtable"
+    assert redis_client.object("encoding", leases) == b"skiplist"
+    assert redis_client.hkeys(tokens) == [b"a"]  # the filler went at once
+    assert (await b.queue_stats("default")).running == 1
+    (bee,) = await b.claim(["default"], 1, 0)
     assert await b.finish([Outcome(a, OutcomeKind.ACK)]) == [True]
-    assert redis_client.exists(tokens)  # "b" is still queued
-    assert await claim_ids(b, 1) == ["b"]
-    assert not redis_client.exists(tokens)
+    assert redis_client.object("encoding", tokens) == b"hashtable"
+    assert await b.finish([Outcome(bee, OutcomeKind.ACK)]) == [True]
+    assert not redis_client.exists(tokens, leases)
+    assert await claim_ids(b, 1) == ["c"]
 
 
 async def test_big_batches_are_written_in_chunks(
@@ -120,3 +127,22 @@ async def test_what_an_older_version_left_is_served_and_cleaned(
     redis_client.hdel(q + "pri", "late")
     assert await claim_ids(b, 10) == ["late", "old", "plain"]
     assert not redis_client.exists(q + "pri")
+
+
+async def test_results_are_kept_for_their_own_time_or_the_default(
+    redis_broker: RedisMessageBroker, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    b = redis_broker
+    await b.enqueue([msg("own", result_ttl=5.0), msg("default"), msg("day", result_ttl=86_400.0)])
+    got = await b.claim(["default"], 3, 0)
+    now = datetime.now(UTC)
+    outcomes = [
+        Outcome(d, OutcomeKind.ACK, result=JobResult(d.message.id, "act", True, 1, None, now, now))
+        for d in got
+    ]
+    assert await b.finish(outcomes) == [True, True, True]
+    q = base(key_prefix)
+    assert 0 < redis_client.pttl(q + "result:own") <= 5_000
+    assert 5_000 < redis_client.pttl(q + "result:default") <= b.result_ttl * 1000
+    assert 5_000 < redis_client.pttl(q + "result:day") <= 86_400_000
+    assert (await b.get_result("own")) is not None

@@ -321,11 +321,14 @@ class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, Res
             calls = self._calls(groups, new_queues)
             return await redis_scripts.run_many(here.client, "enqueue", *calls)
 
+        failures: list[BaseException] = []
         try:
             async with asyncio.timeout(self.enqueue_timeout):
-                replies = await self._retry("enqueue", send)
+                replies = await retrying(
+                    "enqueue", send, self.target, self.max_backoff, failures=failures
+                )
         except TimeoutError:
-            raise self._late("enqueue") from None
+            raise self._late("enqueue", failures) from None
         return self._written(messages, groups, new_queues, replies)
 
     def enqueue_sync(self, messages: Sequence[Message]) -> list[bool]:
@@ -345,9 +348,12 @@ class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, Res
             return redis_scripts.run_many_sync(clients.sync(), "enqueue", *calls)
 
         deadline = time.monotonic() + self.enqueue_timeout
-        replies = retrying_sync("enqueue", send, self.target, self.max_backoff, deadline)
+        failures: list[BaseException] = []
+        replies = retrying_sync(
+            "enqueue", send, self.target, self.max_backoff, deadline, failures=failures
+        )
         if replies is None:
-            raise self._late("enqueue")
+            raise self._late("enqueue", failures)
         return self._written(messages, groups, new_queues, replies)
 
     def _groups(self, messages: Sequence[Message]) -> tuple[Groups, list[str]]:
@@ -356,9 +362,17 @@ class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, Res
         groups: Groups = {}
         for index, message in enumerate(messages):
             body = encode_checked(message, self.max_message_size)
-            positions, args = groups.setdefault(message.queue, ([], [now]))
+            positions, args = groups.setdefault(message.queue, ([], [0]))
             positions.append(index)
-            args += [message.id, message.priority, fmt_time(message.run_at), body]
+            # See lua/enqueue.lua: the priority, with run_at when that is still to come.
+            run_at = message.run_at
+            if run_at is not None and run_at > now:
+                args += [message.id, f"{message.priority} {fmt_time(run_at)}", body]
+            else:
+                args += [message.id, message.priority, body]
+        for positions, args in groups.values():
+            if len(positions) > 1 and len(set(args[1::3])) < len(positions):
+                args[0] = 1  # an id twice: the script keeps the first
         return groups, [q for q in groups if q not in self._registered]
 
     def _calls(
@@ -379,10 +393,11 @@ class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, Res
         self._counters.enqueued += sum(written)
         return written
 
-    def _late(self, what: str) -> ConnectionError:
+    def _late(self, what: str, failures: list[BaseException]) -> ConnectionError:
+        last = f" (last error: {failures[-1]})" if failures else ""
         return ConnectionError(
             f"Redis at {self.target} did not answer within {self.enqueue_timeout:g}s during "
-            f"{what}. Check that Redis is running, reachable and not overloaded (or raise "
+            f"{what}{last}. Check that Redis is running, reachable and not overloaded (or raise "
             "REPID['ENQUEUE_TIMEOUT']); then retry. A message is written once or not at all: "
             "if the request reached Redis before the deadline it may have been written."
         )

@@ -44,19 +44,20 @@ _CODES = {
 }
 
 
-def outcome_args(outcome: Outcome, now: float, result_ttl: float) -> list[str | int | bytes]:
-    """The script arguments of one outcome (see ``lua/finish.lua``): four for an ack whose
-    message goes with its result kept for the default time (``result_ttl`` seconds), ten
-    otherwise."""
+def outcome_args(outcome: Outcome, now: float, result_ttl: float) -> list[Any]:
+    """The script arguments of one outcome (see ``lua/finish.lua``): ``[id, result]`` for an
+    ack whose message goes with its result kept for the default time (``result_ttl`` seconds),
+    nine (starting with the id and the kind's code) otherwise."""
     delivery = outcome.delivery
     message = delivery.message
     kind = outcome.kind
     result: bytes | str = ""
     if outcome.result is not None and message.store_result:
         result = dumps(outcome.result.to_dict())
+    ttl_ms = result_ttl_ms(message.result_ttl or result_ttl)
     plain = kind is OutcomeKind.ACK and message.deferred_by is None
-    if plain and (not result or message.result_ttl is None):
-        return [message.id, delivery.token, "a", result]
+    if plain and (not result or ttl_ms == result_ttl_ms(result_ttl)):
+        return [message.id, result]
     code = _CODES[kind]
     body: bytes | str = ""
     run_at = outcome.run_at
@@ -74,19 +75,17 @@ def outcome_args(outcome: Outcome, now: float, result_ttl: float) -> list[str | 
             code = "n"
     else:
         run_at = None
-    ttl_ms = result_ttl_ms(message.result_ttl or result_ttl)
-    reason = outcome.reason or DeadReason.FAILED
+    reason = (outcome.reason or DeadReason.FAILED).value if kind is OutcomeKind.DEAD else ""
     error = (outcome.error or "")[:MAX_ERROR_CHARS]
     return [
         message.id,
-        delivery.token,
         code,
         result,
         ttl_ms,
         body,
         fmt_time(run_at),
         message.priority,
-        reason.value if kind is OutcomeKind.DEAD else "",
+        reason,
         error,
     ]
 
@@ -98,20 +97,27 @@ def result_ttl_ms(seconds: float) -> int:
 def finish_args(
     outcomes: Sequence[Outcome], now: float, result_ttl: float, head: list[Any]
 ) -> tuple[list[str], list[Any], list[int]]:
-    """The queues, the arguments after ``head`` (see ``lua/finish.lua``: grouped by queue) and,
-    for each reply position, the index of its outcome."""
-    by_queue: dict[str, list[int]] = {}
+    """The queues, the arguments after ``head`` (see ``lua/finish.lua``: grouped by queue, then
+    by lease token, plain acks first) and, for each reply position, the index of its outcome."""
+    # queue -> token -> (plain acks, other outcomes): (index, arguments) pairs
+    groups: dict[str, dict[str, tuple[list[Any], list[Any]]]] = {}
     for index, outcome in enumerate(outcomes):
-        by_queue.setdefault(outcome.delivery.message.queue, []).append(index)
+        delivery = outcome.delivery
+        by_token = groups.setdefault(delivery.message.queue, {})
+        plain, full = by_token.setdefault(delivery.token, ([], []))
+        record = outcome_args(outcome, now, result_ttl)
+        (plain if len(record) == 2 else full).append((index, record))
     seen = {(o.delivery.message.queue, o.delivery.message.id) for o in outcomes}
     args = [*head, 1 if len(seen) < len(outcomes) else 0]
     order: list[int] = []
-    for indexes in by_queue.values():
-        args.append(len(indexes))
-        for index in indexes:
-            args += outcome_args(outcomes[index], now, result_ttl)
-        order += indexes
-    return list(by_queue), args, order
+    for by_token in groups.values():
+        args.append(len(by_token))
+        for token, (plain, full) in by_token.items():
+            args += [token, len(plain), len(full)]
+            for index, record in (*plain, *full):
+                args += record
+                order.append(index)
+    return list(groups), args, order
 
 
 def call_digest(outcomes: Sequence[Outcome]) -> str:

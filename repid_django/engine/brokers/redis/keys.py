@@ -12,11 +12,7 @@ in one Redis Cluster slot and one Lua script can touch them together::
                                        in its score, a running one in its token's score, and
                                        the worker sends it back when it reschedules one)
     <prefix>:{<queue>}:leases    zset  id -> lease deadline (Redis server milliseconds)
-    <prefix>:{<queue>}:tokens    hash  id -> "<lease token> <ready score>" of a running message;
-                                       plus the field "" (never an id) holding a long filler,
-                                       so Redis keeps it as a hash table, not a listpack whose
-                                       every lookup scans it whole; gone with the queue's
-                                       last message
+    <prefix>:{<queue>}:tokens    hash  id -> "<lease token> <ready score>" of a running message
     <prefix>:{<queue>}:lost      hash  id -> how many leases of the message expired
     <prefix>:{<queue>}:seq       str   FIFO sequence (deleted whenever the queue is empty)
     <prefix>:{<queue>}:wake      list  wake-up tokens that idle workers BLPOP (at most 8)
@@ -36,7 +32,10 @@ Per job, the hot scripts touch only what the job needs: an enqueue writes ``msgs
 ``ready`` (``delayed`` and ``pri`` instead when deferred), a claim ``tokens`` and ``leases``
 (read with one HMGET, written with one variadic call each per batch), a finish the result key
 and removes from ``msgs``, ``tokens`` and ``leases`` with one variadic call per key and batch
-(``lost`` and ``pri`` only when they exist).
+(``lost`` and ``pri`` only when they exist). ``tokens`` and ``leases`` are created as a hash
+table and a skiplist (a claim writes a long filler entry first and removes it at once): as
+listpacks, the encoding Redis gives small hashes and zsets, every lookup, insert or removal
+scans them whole, and a claim or a finish of 100 jobs makes 100 of them.
 """
 
 from __future__ import annotations

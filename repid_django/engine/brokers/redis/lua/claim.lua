@@ -28,8 +28,8 @@ end
 local cid, cscore, cq = {}, {}, nil
 if nq == 1 then
   local popped = redis.call('ZPOPMIN', KEYS[1] .. 'ready', limit)
-  for i = 2, #popped, 2 do
-    cid[i / 2], cscore[i / 2] = popped[i - 1], popped[i]
+  for k = 1, #popped / 2 do
+    cid[k], cscore[k] = popped[2 * k - 1], popped[2 * k]
   end
 else
   cq = {}
@@ -70,36 +70,64 @@ for q = 1, nq do
   if #ids > 0 then
     local b = hmget(base .. 'msgs', ids)
     local l = redis.call('EXISTS', base .. 'lost') == 1 and hmget(base .. 'lost', ids)
-    for j = 1, #ids do
-      local k = pos and pos[j] or j
-      bodies[k], losts[k] = b[j], l and tonumber(l[j]) or 0
+    if pos then
+      for j = 1, #ids do
+        bodies[pos[j]], losts[pos[j]] = b[j], l and tonumber(l[j])
+      end
+    else
+      bodies = b
+      if l then
+        for k = 1, #ids do
+          losts[k] = tonumber(l[k])
+        end
+      end
     end
   end
 end
 
+-- Small hashes and zsets are listpacks, whose every lookup, insert or removal scans them:
+-- claiming and finishing 100 jobs then costs 100 scans of up to 100 entries. So `tokens` and
+-- `leases` are created with a long filler entry (a hash table and a skiplist from the start),
+-- which goes at once: Redis does not turn them back into listpacks while they exist.
+local PAD_FIELD = ''
+local PAD = '(filler: makes Redis encode this as a hash table or a skiplist, not a listpack)----'
+local clash = false -- a leased id is the filler's
+
 local out = { -1, 0, '' }
 local iq, il, plain = {}, {}, nq == 1
+local last_at = max_lost > 0 and max_lost or math.huge
+local held = token .. ' ' -- a tokens entry: "<token> <ready score>"
 local tokens, leases, taken, used = {}, {}, 0, 0
 for q = 1, nq do
-  tokens[q], leases[q] = { '', TOKENS_PAD }, {}
+  tokens[q], leases[q] = {}, {}
 end
 for k = 1, #cid do
-  local q, id, lost = cq and cq[k] or 1, cid[k], losts[k]
+  local q, id = cq and cq[k] or 1, cid[k]
   if not bodies[k] then
     forget(KEYS[q], id) -- a ready entry without a body: drop it
   else
-    local last = max_lost > 0 and lost >= max_lost
+    local lost = losts[k] or 0
+    local last = lost >= last_at
     if last and not (alone_ok and taken == 0) then
       out[2] = 1 -- the batch ends before it; it stays (or goes back) where it was
       break
     end
     local t, l = tokens[q], leases[q]
-    t[#t + 1], t[#t + 2] = id, token .. ' ' .. cscore[k]
-    l[#l + 1], l[#l + 2] = deadline, id
-    out[#out + 1], out[#out + 2] = id, bodies[k]
+    local n = #t
+    t[n + 1], t[n + 2] = id, held .. cscore[k]
+    l[n + 1], l[n + 2] = deadline, id
+    clash = clash or id == PAD_FIELD or id == PAD
     taken = taken + 1
-    iq[taken], il[taken] = q, lost
-    plain = plain and lost == 0
+    out[2 * taken + 2], out[2 * taken + 3] = id, bodies[k]
+    if plain and (lost ~= 0 or q ~= 1) then
+      plain = false
+      for j = 1, taken - 1 do
+        iq[j], il[j] = 1, 0
+      end
+    end
+    if not plain then
+      iq[taken], il[taken] = q, lost
+    end
     if last then
       used = k
       break
@@ -110,9 +138,19 @@ end
 
 for q = 1, nq do
   local base = KEYS[q]
-  if #leases[q] > 0 then
-    bulk('HSET', base .. 'tokens', tokens[q], 2)
-    bulk('ZADD', base .. 'leases', leases[q], 2)
+  local t, l = tokens[q], leases[q]
+  if #l > 0 then
+    local pad = not clash and redis.call('EXISTS', base .. 'leases') == 0
+    if pad then
+      redis.call('HSET', base .. 'tokens', PAD_FIELD, PAD)
+      redis.call('ZADD', base .. 'leases', 0, PAD)
+    end
+    bulk('HSET', base .. 'tokens', t, 2)
+    bulk('ZADD', base .. 'leases', l, 2)
+    if pad then
+      redis.call('HDEL', base .. 'tokens', PAD_FIELD)
+      redis.call('ZREM', base .. 'leases', PAD)
+    end
   end
 end
 if cq then

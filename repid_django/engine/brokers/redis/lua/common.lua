@@ -89,16 +89,10 @@ local function ready_score(base, id, pri)
   return (100 - pri) * PRI_SPAN + redis.call('INCR', base .. 'seq')
 end
 
--- The `tokens` hash always holds this value under the field '' (never a message id): it is
--- longer than hash-max-listpack-value, so Redis keeps the hash as a hash table from its first
--- write. As a listpack (any small hash) every lookup scans the whole hash, and a claim or a
--- finish of 100 jobs makes 100 of them.
-local TOKENS_PAD = '--------------------------------------------------------------------------------------------------------------------------------'
-
--- An empty queue leaves no key behind (`tokens` then holds TOKENS_PAD alone).
+-- An empty queue leaves no key behind.
 local function tidy(base)
   if redis.call('HLEN', base .. 'msgs') == 0 then
-    redis.call('DEL', base .. 'seq', base .. 'wake', base .. 'tokens')
+    redis.call('DEL', base .. 'seq', base .. 'wake')
   end
 end
 

@@ -1,21 +1,23 @@
--- enqueue: KEYS[1] = queue base; ARGV = now, then (id, priority, run_at|'', body) per message.
+-- enqueue: KEYS[1] = queue base; ARGV = check_ids (1 when an id may appear twice), then
+-- (id, placement, body) per message; placement is the priority of a message to run now, or
+-- "<priority> <run_at>" for one whose run_at is in the future (the caller compares the times).
 -- Returns a string with one character per message: '1' written, '0' where the id is already
 -- queued, delayed or running (a string, not a table: cheap to build and to parse for big batches).
 -- A ready message's priority is in its score; a delayed one's is kept in `pri` until promoted.
 local base = KEYS[1]
-local now = tonumber(ARGV[1])
 local msgs = base .. 'msgs'
-if #ARGV == 5 then -- one message (a producer's enqueue): the fewest commands
-  local id, run_at = ARGV[2], ARGV[4]
-  if redis.call('HSETNX', msgs, id, ARGV[5]) == 0 then
+if #ARGV == 4 then -- one message (a producer's enqueue): the fewest commands
+  local id, place = ARGV[2], ARGV[3]
+  if redis.call('HSETNX', msgs, id, ARGV[4]) == 0 then
     return '0'
   end
-  if run_at ~= '' and tonumber(run_at) > now then
-    redis.call('ZADD', base .. 'delayed', run_at, id)
-    redis.call('HSET', base .. 'pri', id, ARGV[3])
+  local sp = string.find(place, ' ', 1, true)
+  if sp then
+    redis.call('ZADD', base .. 'delayed', string.sub(place, sp + 1), id)
+    redis.call('HSET', base .. 'pri', id, string.sub(place, 1, sp - 1))
   else
     local seq = redis.call('INCR', base .. 'seq')
-    redis.call('ZADD', base .. 'ready', (100 - tonumber(ARGV[3])) * PRI_SPAN + seq, id)
+    redis.call('ZADD', base .. 'ready', (100 - tonumber(place)) * PRI_SPAN + seq, id)
   end
   wake(base, 1)
   return '1'
@@ -23,36 +25,44 @@ end
 
 -- A batch: one HMGET finds the ids already there, then one variadic write per key. The FIFO
 -- sequence is reserved for the whole batch with one INCRBY (gaps are harmless).
-local count = (#ARGV - 1) / 4
+local count = (#ARGV - 1) / 3
 local ids = {}
 for k = 1, count do
-  ids[k] = ARGV[4 * k - 2]
+  ids[k] = ARGV[3 * k - 1]
 end
 local have = hmget(msgs, ids)
+local seen = ARGV[1] == '1' and {}
 local seq = redis.call('INCRBY', base .. 'seq', count) - count
-local out, seen = {}, {}
+local out = nil -- built from the first refused message on; all written: string.rep
 local bodies, ready, delayed, pris = {}, {}, {}, {}
 for k = 1, count do
-  local i = 4 * k - 2
+  local i = 3 * k - 1
   local id = ids[k]
-  if have[k] or seen[id] then
+  if have[k] or (seen and seen[id]) then
+    if not out then
+      out = {}
+      for j = 1, k - 1 do
+        out[j] = '1'
+      end
+    end
     out[k] = '0'
   else
-    seen[id] = true
-    bodies[#bodies + 1] = id
-    bodies[#bodies + 1] = ARGV[i + 3]
-    local run_at = ARGV[i + 2]
-    if run_at ~= '' and tonumber(run_at) > now then
-      delayed[#delayed + 1] = run_at
-      delayed[#delayed + 1] = id
-      pris[#pris + 1] = id
-      pris[#pris + 1] = ARGV[i + 1]
+    if seen then
+      seen[id] = true
+    end
+    bodies[#bodies + 1], bodies[#bodies + 2] = id, ARGV[i + 2]
+    local place = ARGV[i + 1]
+    local sp = string.find(place, ' ', 1, true)
+    if sp then
+      delayed[#delayed + 1], delayed[#delayed + 2] = string.sub(place, sp + 1), id
+      pris[#pris + 1], pris[#pris + 2] = id, string.sub(place, 1, sp - 1)
     else
       seq = seq + 1
-      ready[#ready + 1] = (100 - tonumber(ARGV[i + 1])) * PRI_SPAN + seq
-      ready[#ready + 1] = id
+      ready[#ready + 1], ready[#ready + 2] = (100 - tonumber(place)) * PRI_SPAN + seq, id
     end
-    out[k] = '1'
+    if out then
+      out[k] = '1'
+    end
   end
 end
 local written = #bodies / 2
@@ -63,4 +73,4 @@ if written > 0 then
   bulk('HSET', base .. 'pri', pris, 2)
   wake(base, math.min(written, 8))
 end
-return table.concat(out)
+return out and table.concat(out) or string.rep('1', count)

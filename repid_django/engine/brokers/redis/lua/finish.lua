@@ -1,11 +1,11 @@
 -- finish: KEYS = queue bases; ARGV = now, dead_ttl_ms, dead_max, call digest, memo_ttl_ms,
 -- repeat (1 when this call is sent again because the reply to an earlier send was lost),
 -- result_ttl_ms (the default), check_ids (1 when an id may appear twice), then per queue (in
--- KEYS order): how many outcomes, then each outcome: id, token, kind, result|'', and unless kind
--- is 'a': result_ttl_ms, body|'', run_at|'', priority, reason, error. Kinds: 'a' ack (the
--- message goes; its result, if any, kept for the default time), 'A' the same with its own
--- result_ttl_ms, 'n' ack of a recurring message (its next occurrence is scheduled), 'r' retry,
--- 'j' reject, 'd' dead.
+-- KEYS order) how many lease tokens, and per token: the token, how many plain acks, how many
+-- other outcomes, then (id, result|'') per plain ack (the message goes, its result is kept for
+-- the default time) and (id, kind, result|'', result_ttl_ms, body|'', run_at|'', priority,
+-- reason, error) per other outcome. Kinds: 'A' ack (with its own result time), 'n' ack of a
+-- recurring message (its next occurrence is scheduled), 'r' retry, 'j' reject, 'd' dead.
 -- Each outcome is fenced by its lease token; returns 1 per applied outcome, 0 if the lease was
 -- lost, in argument order.
 -- Idempotent: the reply is kept for memo_ttl_ms under the call's digest (a hash of its ids, tokens
@@ -29,64 +29,85 @@ local out = {}
 local i = 9
 for q = 1, #KEYS do
   local base = KEYS[q]
-  local count = tonumber(ARGV[i])
-  i = i + 1
-  local starts, ids = {}, {}
-  for k = 1, count do
-    starts[k], ids[k] = i, ARGV[i]
-    i = i + (ARGV[i + 2] == 'a' and 4 or 10)
-  end
-  -- The lease tokens held now, in one HMGET; leases end and acked messages go with one
-  -- variadic call per key.
-  local held = hmget(base .. 'tokens', ids)
-  local ended, gone, applied = {}, {}, check_ids and {}
   local results = base .. 'result:'
-  for k = 1, count do
-    local s, id, h = starts[k], ids[k], held[k]
-    local token, kind = ARGV[s + 1], ARGV[s + 2]
-    -- held is "<token> <ready score>"
-    local ok = h and string.sub(h, 1, #token) == token and string.byte(h, #token + 1) == 32
-    if ok and applied then
-      ok = not applied[id] -- a second outcome of one delivery in one call: its lease is gone
-      applied[id] = true
+  -- ended: ids whose lease ends; gone: those whose message goes too (the same list until an
+  -- outcome keeps its message). Both are removed with one variadic call per key.
+  local ended, gone, applied = {}, nil, check_ids and {}
+  local groups = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, groups do
+    local token = ARGV[i]
+    local plain, others = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local first = i + 3 -- the first plain ack; the others from `rest` on
+    local rest = first + 2 * plain
+    i = rest + 9 * others
+    local ids = {}
+    for k = 1, plain do
+      ids[k] = ARGV[first + 2 * k - 2]
     end
-    if not ok then
-      out[#out + 1] = 0
-    else
-      ended[#ended + 1] = id
-      if kind == 'a' then
-        if ARGV[s + 3] ~= '' then
-          redis.call('SET', results .. id, ARGV[s + 3], 'PX', result_ttl)
-        end
-        gone[#gone + 1] = id
+    for k = 1, others do
+      ids[plain + k] = ARGV[rest + 9 * k - 9]
+    end
+    local held = hmget(base .. 'tokens', ids) -- "<token> <ready score>" per running id
+    local tl = #token
+    for k = 1, plain + others do
+      local id, h = ids[k], held[k]
+      local ok = h and string.sub(h, 1, tl) == token and string.byte(h, tl + 1) == 32
+      if ok and applied then
+        ok = not applied[id] -- a second outcome of one delivery in one call: its lease is gone
+        applied[id] = true
+      end
+      if not ok then
+        out[#out + 1] = 0
       else
-        if ARGV[s + 3] ~= '' then
-          redis.call('SET', results .. id, ARGV[s + 3], 'PX', ARGV[s + 4])
-        end
-        local body, run_at, pri = ARGV[s + 5], ARGV[s + 6], tonumber(ARGV[s + 7])
-        if kind == 'A' then
-          gone[#gone + 1] = id
-        elseif kind == 'n' then
-          redis.call('HDEL', base .. 'lost', id)
-          reschedule(base, id, body, run_at, now, nil, pri)
-        elseif kind == 'r' then
-          reschedule(base, id, body, run_at, now, nil, pri)
-        elseif kind == 'j' then
-          reschedule(base, id, body, run_at, now, held_score(h), pri)
+        local e = #ended + 1
+        ended[e] = id
+        if k <= plain then
+          local result = ARGV[first + 2 * k - 1]
+          if result ~= '' then
+            redis.call('SET', results .. id, result, 'PX', result_ttl)
+          end
+          if gone then
+            gone[#gone + 1] = id
+          end
         else
-          bury(base, id, ARGV[s + 8], ARGV[s + 9], now, ttl_ms, max)
-          if run_at ~= '' then
+          if not gone then
+            gone = {}
+            for j = 1, e - 1 do
+              gone[j] = ended[j]
+            end
+          end
+          local s = rest + 9 * (k - plain) - 9
+          local kind = ARGV[s + 1]
+          if ARGV[s + 2] ~= '' then
+            redis.call('SET', results .. id, ARGV[s + 2], 'PX', ARGV[s + 3])
+          end
+          local body, run_at, pri = ARGV[s + 4], ARGV[s + 5], tonumber(ARGV[s + 6])
+          if kind == 'A' then
+            gone[#gone + 1] = id
+          elseif kind == 'n' then
+            redis.call('HDEL', base .. 'lost', id)
             reschedule(base, id, body, run_at, now, nil, pri)
+          elseif kind == 'r' then
+            reschedule(base, id, body, run_at, now, nil, pri)
+          elseif kind == 'j' then
+            reschedule(base, id, body, run_at, now, held_score(h), pri)
+          else
+            bury(base, id, ARGV[s + 7], ARGV[s + 8], now, ttl_ms, max)
+            if run_at ~= '' then
+              reschedule(base, id, body, run_at, now, nil, pri)
+            end
           end
         end
+        out[#out + 1] = 1
       end
-      out[#out + 1] = 1
     end
   end
   if #ended > 0 then
     bulk('HDEL', base .. 'tokens', ended, 1)
     bulk('ZREM', base .. 'leases', ended, 1)
   end
+  gone = gone or ended
   if #gone > 0 then
     bulk('HDEL', base .. 'msgs', gone, 1)
     if redis.call('EXISTS', base .. 'lost', base .. 'pri') > 0 then
