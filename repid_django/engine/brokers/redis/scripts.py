@@ -112,18 +112,10 @@ async def run_many(
     s = script(name)
     for attempt in range(2):
         async with client.pipeline(transaction=False) as pipe:
-            skip = 0
-            if register is not None and register[1]:
-                pipe.sadd(register[0], *register[1])
-                skip = 1
-            for keys, args in calls:
-                pipe.evalsha(s.sha, len(keys), *keys, *args)
+            skip = _queue_calls(pipe, s, calls, register)
             replies = (await pipe.execute(raise_on_error=False))[skip:]
-        if attempt or not any(isinstance(r, NoScriptError) for r in replies):
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            return list(replies)
+        if (done := _checked(replies, retry=not attempt)) is not None:
+            return done
         await client.script_load(s.source)  # NOSCRIPT replies changed nothing: run them again
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -138,20 +130,38 @@ def run_many_sync(
     s = script(name)
     for attempt in range(2):
         with client.pipeline(transaction=False) as pipe:
-            skip = 0
-            if register is not None and register[1]:
-                pipe.sadd(register[0], *register[1])
-                skip = 1
-            for keys, args in calls:
-                pipe.evalsha(s.sha, len(keys), *keys, *args)
+            skip = _queue_calls(pipe, s, calls, register)
             replies = pipe.execute(raise_on_error=False)[skip:]
-        if attempt or not any(isinstance(r, NoScriptError) for r in replies):
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            return list(replies)
+        if (done := _checked(replies, retry=not attempt)) is not None:
+            return done
         client.script_load(s.source)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _queue_calls(
+    pipe: redis.client.Pipeline | aredis.client.Pipeline,
+    s: Script,
+    calls: Sequence[tuple[list[str], list[Any]]],
+    register: tuple[str, list[str]] | None,
+) -> int:
+    """Queue the SADD (when there are members) and the calls; how many replies lead."""
+    skip = 0
+    if register is not None and register[1]:
+        pipe.sadd(register[0], *register[1])
+        skip = 1
+    for keys, args in calls:
+        pipe.evalsha(s.sha, len(keys), *keys, *args)
+    return skip
+
+
+def _checked(replies: list[Any], *, retry: bool) -> list[Any] | None:
+    """The replies, raising the first error; ``None`` when a NOSCRIPT asks to load and retry."""
+    if retry and any(isinstance(r, NoScriptError) for r in replies):
+        return None
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return list(replies)
 
 
 def refused(exc: BaseException, target: str, what: str) -> ConnectionError | None:
