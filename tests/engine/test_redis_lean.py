@@ -146,3 +146,18 @@ async def test_results_are_kept_for_their_own_time_or_the_default(
     assert 5_000 < redis_client.pttl(q + "result:default") <= b.result_ttl * 1000
     assert 5_000 < redis_client.pttl(q + "result:day") <= 86_400_000
     assert (await b.get_result("own")) is not None
+
+
+async def test_a_big_first_batch_starts_the_ready_zset_as_a_skiplist(
+    redis_broker: RedisMessageBroker, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    b = redis_broker
+    ready = base(key_prefix) + "ready"
+    await b.enqueue([msg(f"s{i}") for i in range(10)])
+    assert redis_client.object("encoding", ready) in (b"listpack", b"ziplist")  # compact
+    await b.enqueue([msg(f"x{i}", "big") for i in range(300)])
+    assert redis_client.object("encoding", base(key_prefix, "big") + "ready") == b"skiplist"
+    assert redis_client.zcard(base(key_prefix, "big") + "ready") == 300
+    got = await b.claim(["big"], 300, 0)
+    assert [d.message.id for d in got] == [f"x{i}" for i in range(300)]
+    assert all(await b.finish([Outcome(d, OutcomeKind.ACK) for d in got]))

@@ -85,13 +85,9 @@ for q = 1, nq do
   end
 end
 
--- Small hashes and zsets are listpacks, whose every lookup, insert or removal scans them:
--- claiming and finishing 100 jobs then costs 100 scans of up to 100 entries. So `tokens` and
--- `leases` are created with a long filler entry (a hash table and a skiplist from the start),
--- which goes at once: Redis does not turn them back into listpacks while they exist.
-local PAD_FIELD = ''
-local PAD = '(filler: makes Redis encode this as a hash table or a skiplist, not a listpack)----'
-local clash = false -- a leased id is the filler's
+-- `tokens` and `leases` are created with a FILLER entry (see common.lua), unless a leased id
+-- is the filler or its field.
+local clash = false
 
 local out = { -1, 0, '' }
 local iq, il, plain = {}, {}, nq == 1
@@ -116,7 +112,7 @@ for k = 1, #cid do
     local n = #t
     t[n + 1], t[n + 2] = id, held .. cscore[k]
     l[n + 1], l[n + 2] = deadline, id
-    clash = clash or id == PAD_FIELD or id == PAD
+    clash = clash or id == '' or id == FILLER
     taken = taken + 1
     out[2 * taken + 2], out[2 * taken + 3] = id, bodies[k]
     if plain and (lost ~= 0 or q ~= 1) then
@@ -142,14 +138,14 @@ for q = 1, nq do
   if #l > 0 then
     local pad = not clash and redis.call('EXISTS', base .. 'leases') == 0
     if pad then
-      redis.call('HSET', base .. 'tokens', PAD_FIELD, PAD)
-      redis.call('ZADD', base .. 'leases', 0, PAD)
+      redis.call('HSET', base .. 'tokens', '', FILLER)
+      redis.call('ZADD', base .. 'leases', 0, FILLER)
     end
     bulk('HSET', base .. 'tokens', t, 2)
     bulk('ZADD', base .. 'leases', l, 2)
     if pad then
-      redis.call('HDEL', base .. 'tokens', PAD_FIELD)
-      redis.call('ZREM', base .. 'leases', PAD)
+      redis.call('HDEL', base .. 'tokens', '')
+      redis.call('ZREM', base .. 'leases', FILLER)
     end
   end
 end

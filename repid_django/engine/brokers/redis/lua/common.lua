@@ -9,6 +9,17 @@
 -- (100 - priority) * PRI_SPAN + sequence: strict priority first, then FIFO.
 local PRI_SPAN = 1099511627776
 
+-- Small hashes and zsets are listpacks, whose every lookup, insert or removal scans them whole:
+-- a claim or a finish of 100 jobs then makes 100 scans of up to 100 entries. A key created with
+-- an entry longer than the listpack limit (64 bytes by default) is a hash table or a skiplist
+-- from the start, and stays one while it exists: claims (tokens, leases) and big enqueues
+-- (ready) create their keys with this filler entry first and remove it at once. It is never an
+-- id (ids are at most 200 characters, but a caller checks anyway).
+local FILLER = [[
+(filler: makes Redis encode this key as a hash table or a skiplist, not as a listpack)
+(filler: makes Redis encode this key as a hash table or a skiplist, not as a listpack)
+(filler: makes Redis encode this key as a hash table or a skiplist, not as a listpack)]]
+
 -- Arguments per call of a variadic command (Lua's unpack is limited to about 8000 values).
 local CHUNK = 4000
 
