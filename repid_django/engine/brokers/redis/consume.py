@@ -213,6 +213,7 @@ class RedisConsumerMixin:
 
         reply = await self._retry("finish", send, self.finish_retry_time)
         applied = [False] * len(outcomes)
-        for index, flag in zip(order, reply, strict=True):
-            applied[index] = bool(flag)
+        # One byte per outcome: b"1" applied, b"0" lease lost (see lua/finish.lua).
+        for index, flag in zip(order, bytes(reply), strict=True):
+            applied[index] = flag == 49
         return applied

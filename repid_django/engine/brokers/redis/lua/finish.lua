@@ -6,8 +6,8 @@
 -- the default time) and (id, kind, result|'', result_ttl_ms, body|'', run_at|'', priority,
 -- reason, error) per other outcome. Kinds: 'A' ack (with its own result time), 'n' ack of a
 -- recurring message (its next occurrence is scheduled), 'r' retry, 'j' reject, 'd' dead.
--- Each outcome is fenced by its lease token; returns 1 per applied outcome, 0 if the lease was
--- lost, in argument order.
+-- Each outcome is fenced by its lease token; returns a string with one character per outcome,
+-- in argument order: '1' applied, '0' the lease was lost.
 -- Idempotent: the reply is kept for memo_ttl_ms under the call's digest (a hash of its ids, tokens
 -- and kinds), so a repeated send whose first one was applied gets the first answer instead of
 -- "lease lost" for what it applied itself.
@@ -16,11 +16,7 @@ local memo = KEYS[1] .. 'fin:' .. ARGV[4]
 if ARGV[6] == '1' then
   local seen = redis.call('GET', memo)
   if seen then
-    local again = {}
-    for c = 1, #seen do
-      again[c] = tonumber(string.sub(seen, c, c))
-    end
-    return again
+    return seen
   end
 end
 local result_ttl = ARGV[7]
@@ -58,7 +54,7 @@ for q = 1, #KEYS do
         applied[id] = true
       end
       if not ok then
-        out[#out + 1] = 0
+        out[#out + 1] = '0'
       else
         local e = #ended + 1
         ended[e] = id
@@ -99,7 +95,7 @@ for q = 1, #KEYS do
             end
           end
         end
-        out[#out + 1] = 1
+        out[#out + 1] = '1'
       end
     end
   end
@@ -117,5 +113,6 @@ for q = 1, #KEYS do
     tidy(base)
   end
 end
-redis.call('SET', memo, table.concat(out), 'PX', ARGV[5])
-return out
+local reply = table.concat(out)
+redis.call('SET', memo, reply, 'PX', ARGV[5])
+return reply
