@@ -43,7 +43,7 @@ How it works (key layout in :mod:`.keys`, scripts in ``lua/``):
   one queue per worker); a standalone Redis has no such limit.
 * Clients (:mod:`.clients`): async callers use a client of their own running loop, sync
   callers a thread-safe sync client (no event loop, no thread hop); a forked child builds new
-  ones. Consuming (claim, finish, the lease keeper) lives in :mod:`.consume`.
+  ones. Enqueue lives in :mod:`.produce`; claim, finish and the lease keeper in :mod:`.consume`.
 * Redis lost while running: claim and finish retry with back-off (logged) until Redis is back;
   finish is fenced and enqueue refuses duplicate ids, so repeating them is safe. A producer
   call (enqueue, from sync or async code) has a total deadline of ``enqueue_timeout`` seconds
@@ -55,31 +55,30 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import redis
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from ...message import DEFAULT_MAX_MESSAGE_SIZE, Message, encode_checked
+from ...message import DEFAULT_MAX_MESSAGE_SIZE
 from ..base import BrokerCounters, MessageBroker, QueueStats, ResultBroker
 from . import scripts as redis_scripts
 from .admin import RedisAdminMixin
 from .clients import Clients
-from .codec import fmt_time, text
+from .codec import text
 from .consume import RedisConsumerMixin
 from .keys import QUEUE_PARTS, queue_base, registry_key
 from .lease import LeaseKeeper
-from .scripts import retrying, retrying_sync
+from .produce import RedisProducerMixin
+from .scripts import retrying
 from .url import RedisOptions, redact_url
 
 __all__ = ["RedisMessageBroker", "redact_url"]
 
 DAY = 86_400.0
-Groups = dict[str, tuple[list[int], list[Any]]]
 _brokers: weakref.WeakSet[RedisMessageBroker] = weakref.WeakSet()
 
 
@@ -89,7 +88,9 @@ def _positive(name: str, value: float) -> float:
     return float(value)
 
 
-class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, ResultBroker):
+class RedisMessageBroker(
+    RedisProducerMixin, RedisConsumerMixin, RedisAdminMixin, MessageBroker, ResultBroker
+):
     """Message and result broker over Redis; see the module docstring."""
 
     loop_bound: ClassVar[bool] = False
@@ -302,105 +303,6 @@ class RedisMessageBroker(RedisConsumerMixin, RedisAdminMixin, MessageBroker, Res
                 pipe.zcard(base + part)
             ready, delayed, running, dead = await pipe.execute()
         return QueueStats(name, ready=ready, delayed=delayed, running=running, dead=dead)
-
-    # enqueue -------------------------------------------------------------------------------
-    async def enqueue(self, messages: Sequence[Message]) -> list[bool]:
-        if not messages:
-            return []
-        groups, new_queues = self._groups(messages)
-        clients = self._clients
-        if clients is None:  # first use: may start the embedded Redis, off the loop
-            clients = await asyncio.to_thread(self._open_clients)
-        here = clients.here()
-
-        async def send() -> list[bytes]:
-            if len(groups) == 1 and not new_queues:
-                ((queue, (_, args)),) = groups.items()
-                keys = [self._base(queue)]
-                return [await here.wire.run(redis_scripts.script("enqueue"), keys, args)]
-            calls = self._calls(groups, new_queues)
-            return await redis_scripts.run_many(here.client, "enqueue", *calls)
-
-        failures: list[BaseException] = []
-        try:
-            async with asyncio.timeout(self.enqueue_timeout):
-                replies = await retrying(
-                    "enqueue", send, self.target, self.max_backoff, failures=failures
-                )
-        except TimeoutError:
-            raise self._late("enqueue", failures) from None
-        return self._written(messages, groups, new_queues, replies)
-
-    def enqueue_sync(self, messages: Sequence[Message]) -> list[bool]:
-        """:meth:`enqueue` for sync code: one round trip on the sync client, no event loop."""
-        if not messages:
-            return []
-        groups, new_queues = self._groups(messages)
-        clients = self._open_clients()
-
-        def send() -> list[bytes]:
-            if len(groups) == 1 and not new_queues:
-                ((queue, (_, args)),) = groups.items()
-                keys = [self._base(queue)]
-                wire = clients.sync_wire()
-                return [wire.run(redis_scripts.script("enqueue"), keys, args, deadline)]
-            calls = self._calls(groups, new_queues)
-            return redis_scripts.run_many_sync(clients.sync(), "enqueue", *calls)
-
-        deadline = time.monotonic() + self.enqueue_timeout
-        failures: list[BaseException] = []
-        replies = retrying_sync(
-            "enqueue", send, self.target, self.max_backoff, deadline, failures=failures
-        )
-        if replies is None:
-            raise self._late("enqueue", failures)
-        return self._written(messages, groups, new_queues, replies)
-
-    def _groups(self, messages: Sequence[Message]) -> tuple[Groups, list[str]]:
-        """Encode ``messages`` (refusing bad ones before anything is sent), grouped by queue."""
-        now = time.time()
-        groups: Groups = {}
-        for index, message in enumerate(messages):
-            body = encode_checked(message, self.max_message_size)
-            positions, args = groups.setdefault(message.queue, ([], [0]))
-            positions.append(index)
-            # See lua/enqueue.lua: the priority, with run_at when that is still to come.
-            run_at = message.run_at
-            if run_at is not None and run_at > now:
-                args += [message.id, f"{message.priority} {fmt_time(run_at)}", body]
-            else:
-                args += [message.id, message.priority, body]
-        for positions, args in groups.values():
-            if len(positions) > 1 and len(set(args[1::3])) < len(positions):
-                args[0] = 1  # an id twice: the script keeps the first
-        return groups, [q for q in groups if q not in self._registered]
-
-    def _calls(
-        self, groups: Groups, new_queues: list[str]
-    ) -> tuple[list[tuple[list[str], list[Any]]], tuple[str, list[str]]]:
-        calls = [([self._base(queue)], args) for queue, (_, args) in groups.items()]
-        return calls, (registry_key(self.prefix), new_queues)
-
-    def _written(
-        self, messages: Sequence[Message], groups: Groups, new_queues: list[str], replies: list[Any]
-    ) -> list[bool]:
-        self._registered.update(new_queues)
-        written = [False] * len(messages)
-        for (positions, _), reply in zip(groups.values(), replies, strict=True):
-            # One byte per message: b"1" written, b"0" already there (see lua/enqueue.lua).
-            for position, flag in zip(positions, bytes(reply), strict=True):
-                written[position] = flag == 49
-        self._counters.enqueued += sum(written)
-        return written
-
-    def _late(self, what: str, failures: list[BaseException]) -> ConnectionError:
-        last = f" (last error: {failures[-1]})" if failures else ""
-        return ConnectionError(
-            f"Redis at {self.target} did not answer within {self.enqueue_timeout:g}s during "
-            f"{what}{last}. Check that Redis is running, reachable and not overloaded (or raise "
-            "REPID['ENQUEUE_TIMEOUT']); then retry. A message is written once or not at all: "
-            "if the request reached Redis before the deadline it may have been written."
-        )
 
     def counters(self) -> BrokerCounters:
         return self._counters

@@ -1,0 +1,144 @@
+"""The producing side of the Redis broker: enqueue from async code and from sync code.
+
+Messages are encoded (and refused when bad) before anything is sent; one queue's messages go as
+one script call over the caller's lean connection (its event loop's, or its thread's), several
+queues' (or a first use of a queue) as one pipeline. A call has a total deadline,
+``enqueue_timeout``; see :mod:`.broker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ...message import Message, encode_checked
+from ..base import BrokerCounters
+from . import scripts as redis_scripts
+from .clients import Clients
+from .codec import fmt_time
+from .keys import registry_key
+from .scripts import retrying, retrying_sync
+
+Groups = dict[str, tuple[list[int], list[Any]]]
+
+
+class RedisProducerMixin:
+    """Enqueue for :class:`~.broker.RedisMessageBroker` (which provides the rest)."""
+
+    prefix: str
+    max_message_size: int
+    max_backoff: float
+    enqueue_timeout: float
+    _registered: set[str]
+    _counters: BrokerCounters
+    _clients: Clients | None
+
+    @property
+    def target(self) -> str:
+        raise NotImplementedError
+
+    def _open_clients(self) -> Clients:
+        raise NotImplementedError
+
+    def _base(self, queue: str) -> str:
+        raise NotImplementedError
+
+    async def enqueue(self, messages: Sequence[Message]) -> list[bool]:
+        if not messages:
+            return []
+        groups, new_queues = self._groups(messages)
+        clients = self._clients
+        if clients is None:  # first use: may start the embedded Redis, off the loop
+            clients = await asyncio.to_thread(self._open_clients)
+        here = clients.here()
+
+        async def send() -> list[bytes]:
+            if len(groups) == 1 and not new_queues:
+                ((queue, (_, args)),) = groups.items()
+                keys = [self._base(queue)]
+                return [await here.wire.run(redis_scripts.script("enqueue"), keys, args)]
+            calls = self._calls(groups, new_queues)
+            return await redis_scripts.run_many(here.client, "enqueue", *calls)
+
+        failures: list[BaseException] = []
+        try:
+            async with asyncio.timeout(self.enqueue_timeout):
+                replies = await retrying(
+                    "enqueue", send, self.target, self.max_backoff, failures=failures
+                )
+        except TimeoutError:
+            raise self._late("enqueue", failures) from None
+        return self._written(messages, groups, new_queues, replies)
+
+    def enqueue_sync(self, messages: Sequence[Message]) -> list[bool]:
+        """:meth:`enqueue` for sync code: one round trip on the sync client, no event loop."""
+        if not messages:
+            return []
+        groups, new_queues = self._groups(messages)
+        clients = self._open_clients()
+
+        def send() -> list[bytes]:
+            if len(groups) == 1 and not new_queues:
+                ((queue, (_, args)),) = groups.items()
+                keys = [self._base(queue)]
+                wire = clients.sync_wire()
+                return [wire.run(redis_scripts.script("enqueue"), keys, args, deadline)]
+            calls = self._calls(groups, new_queues)
+            return redis_scripts.run_many_sync(clients.sync(), "enqueue", *calls)
+
+        deadline = time.monotonic() + self.enqueue_timeout
+        failures: list[BaseException] = []
+        replies = retrying_sync(
+            "enqueue", send, self.target, self.max_backoff, deadline, failures=failures
+        )
+        if replies is None:
+            raise self._late("enqueue", failures)
+        return self._written(messages, groups, new_queues, replies)
+
+    def _groups(self, messages: Sequence[Message]) -> tuple[Groups, list[str]]:
+        """Encode ``messages`` (refusing bad ones before anything is sent), grouped by queue."""
+        now = time.time()
+        groups: Groups = {}
+        for index, message in enumerate(messages):
+            body = encode_checked(message, self.max_message_size)
+            positions, args = groups.setdefault(message.queue, ([], [0]))
+            positions.append(index)
+            # See lua/enqueue.lua: the priority, with run_at when that is still to come.
+            run_at = message.run_at
+            if run_at is not None and run_at > now:
+                args += [message.id, f"{message.priority} {fmt_time(run_at)}", body]
+            else:
+                args += [message.id, message.priority, body]
+        for positions, args in groups.values():
+            if len(positions) > 1 and len(set(args[1::3])) < len(positions):
+                args[0] = 1  # an id twice: the script keeps the first
+        return groups, [q for q in groups if q not in self._registered]
+
+    def _calls(
+        self, groups: Groups, new_queues: list[str]
+    ) -> tuple[list[tuple[list[str], list[Any]]], tuple[str, list[str]]]:
+        calls = [([self._base(queue)], args) for queue, (_, args) in groups.items()]
+        return calls, (registry_key(self.prefix), new_queues)
+
+    def _written(
+        self, messages: Sequence[Message], groups: Groups, new_queues: list[str], replies: list[Any]
+    ) -> list[bool]:
+        self._registered.update(new_queues)
+        written = [False] * len(messages)
+        for (positions, _), reply in zip(groups.values(), replies, strict=True):
+            # One byte per message: b"1" written, b"0" already there (see lua/enqueue.lua).
+            for position, flag in zip(positions, bytes(reply), strict=True):
+                written[position] = flag == 49
+        self._counters.enqueued += sum(written)
+        return written
+
+    def _late(self, what: str, failures: list[BaseException]) -> ConnectionError:
+        last = f" (last error: {failures[-1]})" if failures else ""
+        return ConnectionError(
+            f"Redis at {self.target} did not answer within {self.enqueue_timeout:g}s during "
+            f"{what}{last}. Check that Redis is running, reachable and not overloaded (or raise "
+            "REPID['ENQUEUE_TIMEOUT']); then retry. A message is written once or not at all: "
+            "if the request reached Redis before the deadline it may have been written."
+        )
