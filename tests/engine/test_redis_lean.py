@@ -161,3 +161,15 @@ async def test_a_big_first_batch_starts_the_ready_zset_as_a_skiplist(
     got = await b.claim(["big"], 300, 0)
     assert [d.message.id for d in got] == [f"x{i}" for i in range(300)]
     assert all(await b.finish([Outcome(d, OutcomeKind.ACK) for d in got]))
+
+
+async def test_acks_leave_the_priorities_of_delayed_messages(
+    redis_broker: RedisMessageBroker, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    b = redis_broker
+    await b.enqueue([msg("later", priority=7, run_at=time.time() + 60), msg("now")])
+    assert await claim_ids(b, 10) == ["now"]
+    q = base(key_prefix)
+    assert redis_client.hgetall(q + "pri") == {b"later": b"7"}
+    assert await b.cancel("default", "later")
+    assert not redis_client.exists(q + "pri", q + "msgs", q + "delayed")

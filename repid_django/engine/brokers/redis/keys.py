@@ -29,13 +29,19 @@ registry's tag never collides with a queue's. Scripts get the queue's base
 other names from it.
 
 Per job, the hot scripts touch only what the job needs: an enqueue writes ``msgs`` and
-``ready`` (``delayed`` and ``pri`` instead when deferred), a claim ``tokens`` and ``leases``
-(read with one HMGET, written with one variadic call each per batch), a finish the result key
-and removes from ``msgs``, ``tokens`` and ``leases`` with one variadic call per key and batch
-(``lost`` and ``pri`` only when they exist). ``tokens`` and ``leases`` are created as a hash
-table and a skiplist (a claim writes a long filler entry first and removes it at once): as
-listpacks, the encoding Redis gives small hashes and zsets, every lookup, insert or removal
-scans them whole, and a claim or a finish of 100 jobs makes 100 of them.
+``ready`` (``delayed`` and ``pri`` instead when deferred); a claim pops ``ready``, reads
+``msgs`` (one HMGET per batch) and writes ``tokens`` and ``leases`` (one variadic call each per
+batch); a finish reads ``tokens`` (one HMGET), writes the result key and removes from ``tokens``,
+``leases`` and ``msgs`` with one variadic call per key and batch (from ``lost`` when it exists,
+from ``pri`` only when it holds more entries than ``delayed``: left by an older version, which
+kept one for every message).
+
+Encodings: Redis keeps small hashes and zsets as listpacks, whose every lookup, insert or
+removal scans them whole; a claim or a finish of 100 jobs then makes 100 scans of up to 100
+entries. So a claim that creates ``tokens`` and ``leases``, and an enqueue that creates
+``ready`` with more entries than the listpack limit anyway, write a long filler entry first and
+remove it in the same script: the key is a hash table or a skiplist from the start and stays
+one while it exists (the filler is never seen outside the script).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 -- A queue's keys all start with its base "<prefix>:{<queue>}:" (KEYS[i]); the {queue} hash tag
 -- keeps them in one Redis Cluster slot. Times: run_at / failed_at are client Unix seconds;
 -- lease deadlines are Redis server milliseconds (TIME), so worker clock skew cannot reap early.
--- Numbers passed to redis.call are sent exactly ("%.17g"): scores need no string.format.
+-- Numbers passed to redis.call are sent exactly ("%.17g"), so scores need no formatting (a big
+-- enqueue formats them as integers all the same: that is cheaper).
 
 -- 2^40: the FIFO sequence space inside one priority band. A ready score is
 -- (100 - priority) * PRI_SPAN + sequence: strict priority first, then FIFO.

@@ -106,8 +106,12 @@ for q = 1, #KEYS do
   gone = gone or ended
   if #gone > 0 then
     bulk('HDEL', base .. 'msgs', gone, 1)
-    if redis.call('EXISTS', base .. 'lost', base .. 'pri') > 0 then
+    if redis.call('EXISTS', base .. 'lost') == 1 then
       bulk('HDEL', base .. 'lost', gone, 1)
+    end
+    -- `pri` holds the priorities of the delayed messages, one each; more entries were left by
+    -- an older version (it kept one for every message).
+    if redis.call('HLEN', base .. 'pri') > redis.call('ZCARD', base .. 'delayed') then
       bulk('HDEL', base .. 'pri', gone, 1)
     end
     tidy(base)
