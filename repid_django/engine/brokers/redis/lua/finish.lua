@@ -48,7 +48,7 @@ for q = 1, #KEYS do
     local tl = #token
     for k = 1, plain + others do
       local id, h = ids[k], held[k]
-      local ok = h and string.sub(h, 1, tl) == token and string.byte(h, tl + 1) == 32
+      local ok = h and string.byte(h, tl + 1) == 32 and string.find(h, token, 1, true) == 1
       if ok and applied then
         ok = not applied[id] -- a second outcome of one delivery in one call: its lease is gone
         applied[id] = true
