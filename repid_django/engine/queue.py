@@ -8,14 +8,20 @@ from .brokers.base import QueueStats
 from .connection import Call, Connection, get_connection, run_anywhere
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
+_VALID: set[str] = set()
+"""Names already checked (a few per project): ``Job(...)`` on the hot path skips the regex."""
 
 
 def validate_queue_name(name: str) -> str:
     """Return ``name`` or raise a ``ValueError`` saying which names are allowed."""
+    if type(name) is str and name in _VALID:
+        return name
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(
             f"invalid queue name {name!r}: use 1 to 100 letters, digits, '_', '-', '.' or ':'"
         )
+    if len(_VALID) < 1024:
+        _VALID.add(name)
     return name
 
 
