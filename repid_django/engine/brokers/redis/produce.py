@@ -58,7 +58,9 @@ class RedisProducerMixin:
             if len(groups) == 1 and not new_queues:
                 ((queue, (_, args)),) = groups.items()
                 keys = [self._base(queue)]
-                return [await here.wire.run(redis_scripts.script("enqueue"), keys, args)]
+                script = redis_scripts.script("enqueue")
+                # Bounded by the enqueue deadline below, not by the wire's read timeout too.
+                return [await here.wire.run(script, keys, args, bounded=False)]
             calls = self._calls(groups, new_queues)
             return await redis_scripts.run_many(here.client, "enqueue", *calls)
 

@@ -273,13 +273,15 @@ class AsyncWire:
         self._protocol: _Protocol | None = None
         self._opening: asyncio.Lock | None = None
 
-    async def call(self, *args: Any) -> Any:
+    async def call(self, *args: Any, bounded: bool = True) -> Any:
+        """Send one command and await its reply; ``bounded=False`` drops the wire's own read
+        timeout for a caller that bounds the whole call itself (the enqueue deadline)."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._open()
         future = protocol.send(args)
         try:
-            if self.timeout is None:
+            if self.timeout is None or not bounded:
                 reply = await future
             else:
                 async with asyncio.timeout(self.timeout):
@@ -293,13 +295,15 @@ class AsyncWire:
             raise
         return _raise_if_error(reply)
 
-    async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+    async def run(
+        self, script: Script, keys: list[str], args: list[Any], *, bounded: bool = True
+    ) -> Any:
         """Run a broker script (EVALSHA; loaded first when the server answers NOSCRIPT)."""
         try:
-            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args, bounded=bounded)
         except NoScriptError:
-            await self.call("SCRIPT", "LOAD", script.source)
-            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            await self.call("SCRIPT", "LOAD", script.source, bounded=bounded)
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args, bounded=bounded)
 
     async def _open(self) -> _Protocol:
         if self._opening is None:
