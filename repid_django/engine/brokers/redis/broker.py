@@ -9,7 +9,8 @@ How it works (key layout in :mod:`.keys`, scripts in ``lua/``):
 
 * Every state change is one Lua script, sent with EVALSHA (:mod:`.scripts`).
 * ``enqueue``: one script call per queue in the batch, all in one round trip. Ready messages go
-  to a zset scored by priority then FIFO sequence; deferred ones to a zset by ``run_at``.
+  to a zset scored by priority then FIFO sequence; deferred ones to a zset by ``run_at`` (the
+  caller decides which; the argument encodings are in :mod:`.codec` and ``lua/``).
 * ``claim``: one script reaps expired leases, promotes due delayed messages and leases up to
   ``limit`` ready ones (token + deadline), in one round trip. Bodies are decoded in Python
   (JSON only); undecodable, too large or expired ones are dead-lettered by a follow-up script
@@ -33,9 +34,9 @@ How it works (key layout in :mod:`.keys`, scripts in ``lua/``):
   key per call (``<prefix>:{<queue>}:fin:<digest of the ids, tokens and kinds>``), and a call
   sent again because its reply was lost (connection dropped, timeout, Redis restarted) gets the
   first answer, not a false "lease lost" (a new ``finish()`` of an already finished delivery
-  still gets ``False``). Cost: a GET and a SET inside the same script, no
-  extra round trip. A repeat later than that (Redis unreachable for longer) can still report
-  "lease lost" for an outcome the first attempt applied.
+  still gets ``False``). Cost: one SET per call inside the same script (the GET only on a
+  repeated send), no extra round trip. A repeat later than that (Redis unreachable for longer)
+  can still report "lease lost" for an outcome the first attempt applied.
 * Dead letters keep the reason, the error and the stored body; at most ``dead_letter_max`` per
   queue, expiring after ``dead_letter_ttl`` seconds.
 * Redis Cluster: each queue's keys share one slot. A claim or finish that spans several queues
