@@ -79,18 +79,9 @@ def script(name: str) -> Script:
     return Script(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
 
 
-async def run(client: aredis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
-    """Run script ``name`` (one round trip once the server has it)."""
-    s = script(name)
-    try:
-        return await client.evalsha(s.sha, len(keys), *keys, *args)
-    except NoScriptError:
-        await client.script_load(s.source)
-        return await client.evalsha(s.sha, len(keys), *keys, *args)
-
-
 def run_sync(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
-    """:func:`run` for synchronous clients (the lease keeper thread)."""
+    """Run script ``name`` on a redis-py sync client (the lease keeper thread); the hot paths
+    run theirs over the lean connections (:meth:`.wire.AsyncWire.run`)."""
     s = script(name)
     try:
         return client.evalsha(s.sha, len(keys), *keys, *args)
