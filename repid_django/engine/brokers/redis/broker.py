@@ -76,6 +76,7 @@ from .lease import LeaseKeeper
 from .produce import RedisProducerMixin
 from .scripts import retrying
 from .url import RedisOptions, redact_url
+from .wire import AsyncWire
 
 __all__ = ["RedisMessageBroker", "redact_url"]
 
@@ -209,7 +210,7 @@ class RedisMessageBroker(
         """The thread-safe sync client (for sync callers: no event loop involved)."""
         return self._open_clients().sync()
 
-    def _blocking_client(self) -> aredis.Redis:
+    def _blocking_client(self) -> AsyncWire:
         assert self._clients is not None
         return self._clients.blocking()
 

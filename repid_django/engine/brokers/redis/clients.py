@@ -34,16 +34,16 @@ class LoopClients:
 
     client: aredis.Redis
     wire: AsyncWire
-    blocking: aredis.Redis | None = None
+    blocking: AsyncWire | None = None
     closer: AsyncGenerator[None] | None = None
 
     async def aclose(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.wire.aclose()
-        for client in (self.client, self.blocking):
-            if client is not None:
+        for wire in (self.wire, self.blocking):
+            if wire is not None:
                 with contextlib.suppress(Exception):
-                    await client.aclose()
+                    await wire.aclose()
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
 
 
 class Clients:
@@ -82,12 +82,12 @@ class Clients:
         self._last = (loop, found)
         return found
 
-    def blocking(self) -> aredis.Redis:
-        """The running loop's client for blocking reads (BLPOP), with a read timeout that a
+    def blocking(self) -> AsyncWire:
+        """The running loop's connection for blocking reads (BLPOP), with a read timeout that a
         blocking call cannot reach, so a dead connection is noticed, and TCP keepalive."""
         here = self.here()
         if here.blocking is None:
-            here.blocking = self._new_async(self._block_timeout)
+            here.blocking = AsyncWire(self.endpoint, self._block_timeout)
         return here.blocking
 
     def _new_async(self, timeout: float) -> aredis.Redis:

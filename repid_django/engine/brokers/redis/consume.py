@@ -157,7 +157,7 @@ class RedisConsumerMixin:
         blocking = self._blocking_client()
 
         async def blpop() -> object:
-            return await blocking.blpop(keys, timeout=max(seconds, 0.01))
+            return await blocking.call("BLPOP", *keys, f"{max(seconds, 0.01):.3f}")
 
         pop = loop.create_task(blpop())
         try:

@@ -327,6 +327,10 @@ class AsyncWire:
                             ssl=endpoint.tls,
                             server_hostname=endpoint.host if endpoint.tls else None,
                         )
+                        assert protocol.transport is not None
+                        raw = protocol.transport.get_extra_info("socket")
+                        if raw is not None:  # TCP keepalive: a half-open connection is noticed
+                            raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                     for command in endpoint.hello:  # AUTH, SELECT: within the same timeout
                         _raise_if_error(await protocol.send(command))
             except TimeoutError:
