@@ -22,6 +22,10 @@ from .keys import registry_key
 from .scripts import retrying, retrying_sync
 
 Groups = dict[str, tuple[list[int], list[Any]]]
+CHUNK = 1000
+"""Messages per script call when an async caller sends one queue a big batch: the parts go
+back to back on one connection, so the client packs the next while Redis runs the last (each
+message is still written once or not at all; a part is atomic, the batch as a whole is not)."""
 
 
 class RedisProducerMixin:
@@ -60,7 +64,21 @@ class RedisProducerMixin:
                 keys = [self._base(queue)]
                 script = redis_scripts.script("enqueue")
                 # Bounded by the enqueue deadline below, not by the wire's read timeout too.
-                return [await here.wire.run(script, keys, args, bounded=False)]
+                parts = [
+                    here.wire.run(script, keys, [args[0], *args[i : i + CHUNK * 3]], bounded=False)
+                    for i in range(1, len(args), CHUNK * 3)
+                ]
+                if len(parts) == 1:
+                    return [await parts[0]]
+                # Sent back to back on the pipelined connection: Redis runs one part while the
+                # next is packed and sent. Replies come in order (one character per message).
+                done = await asyncio.gather(*parts, return_exceptions=True)
+                joined = b""
+                for reply in done:
+                    if isinstance(reply, BaseException):
+                        raise reply  # retried as a whole: parts already written answer '0'
+                    joined += reply
+                return [joined]
             calls = self._calls(groups, new_queues)
             return await redis_scripts.run_many(here.client, "enqueue", *calls)
 
