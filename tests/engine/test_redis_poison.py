@@ -73,3 +73,21 @@ async def test_requeue_leaves_undecodable_dead_letters(redis_broker: RedisMessag
     assert await redis_broker.claim(["default"], 5, 0) == []
     assert await redis_broker.requeue_dead("default") == 0
     assert len(await redis_broker.list_dead("default")) == 1
+
+
+async def test_a_failed_dead_lettering_does_not_strand_the_jobs_claimed_with_it(
+    redis_broker: RedisMessageBroker,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await redis_broker.declare_queue("default")
+    await put_raw(redis_broker, "default", b"\x00 garbage")
+    await redis_broker.enqueue([msg("good")])
+
+    async def broken(outcomes: object) -> list[bool]:
+        raise ConnectionError("Redis went away while dead-lettering")
+
+    monkeypatch.setattr(redis_broker, "_finish", broken)
+    got = await redis_broker.claim(["default"], 10, 0)
+    assert [d.message.id for d in got] == ["good"]
+    assert "could not dead-letter 1 unreadable message(s)" in caplog.text

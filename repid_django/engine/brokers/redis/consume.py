@@ -103,8 +103,17 @@ class RedisConsumerMixin:
             if good:
                 keeper.hold((d.message.queue, d.message.id, d.token) for d in good)
             if bad:
-                await self._finish(bad)
-                self._counters.dead += len(bad)
+                try:
+                    await self._finish(bad)
+                except Exception as exc:  # the good deliveries must still reach the runner
+                    log.warning(
+                        "could not dead-letter %d unreadable message(s) now (%s); their leases "
+                        "expire and they are read again later",
+                        len(bad),
+                        exc,
+                    )
+                else:
+                    self._counters.dead += len(bad)
             if good:
                 return good
             remaining = deadline - time.monotonic()
