@@ -29,10 +29,21 @@ dumps: Callable[[JSON], bytes] = _json_dumps if _orjson is None else _orjson.dum
 
 
 def loads(data: bytes | str) -> JSON:
-    """Decode JSON bytes; raises ``ValueError`` on anything that is not JSON."""
+    """Decode JSON bytes; raises ``ValueError`` on anything that is not JSON.
+
+    Both paths refuse what orjson refuses: ``NaN``/``Infinity`` (not JSON) and nesting deeper
+    than the parser's limit (the stdlib parser would raise ``RecursionError``).
+    """
     if _orjson is not None:
         return _orjson.loads(data)
-    return json.loads(data)
+    try:
+        return json.loads(data, parse_constant=_not_json)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _not_json(name: str) -> JSON:
+    raise ValueError(f"{name} is not JSON")
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
