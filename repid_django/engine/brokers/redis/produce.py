@@ -86,7 +86,7 @@ class RedisProducerMixin:
         try:
             async with asyncio.timeout(self.enqueue_timeout):
                 replies = await retrying(
-                    "enqueue", send, self.target, self.max_backoff, failures=failures
+                    "enqueue", send, self.target, self.max_backoff, failures=failures, producer=True
                 )
         except TimeoutError:
             raise self._late("enqueue", failures) from None
@@ -111,7 +111,13 @@ class RedisProducerMixin:
         deadline = time.monotonic() + self.enqueue_timeout
         failures: list[BaseException] = []
         replies = retrying_sync(
-            "enqueue", send, self.target, self.max_backoff, deadline, failures=failures
+            "enqueue",
+            send,
+            self.target,
+            self.max_backoff,
+            deadline,
+            failures=failures,
+            producer=True,
         )
         if replies is None:
             raise self._late("enqueue", failures)

@@ -26,13 +26,33 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from redis.exceptions import AuthenticationError, NoScriptError, ReadOnlyError
+from redis.exceptions import (
+    AuthenticationError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 LUA_DIR = Path(__file__).with_name("lua")
-RETRYABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
-"""Errors of an unreachable, restarting (loading) or failing-over Redis: worth retrying."""
+
+
+class ServerBusyError(ResponseError):
+    """Redis answered ``BUSY``: a long script holds it (until it ends or ``SCRIPT KILL``)."""
+
+
+RETRYABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    ServerBusyError,
+    OSError,
+)
+"""Errors of an unreachable, restarting (loading), failing-over, busy or full Redis: worth
+retrying. A producer does not wait for memory: see :func:`refused`."""
 log = logging.getLogger("repid_django.redis")
 
 
@@ -155,11 +175,17 @@ def _checked(replies: list[Any], *, retry: bool) -> list[Any] | None:
     return list(replies)
 
 
-def refused(exc: BaseException, target: str, what: str) -> ConnectionError | None:
+def refused(
+    exc: BaseException, target: str, what: str, *, producer: bool = False
+) -> ConnectionError | None:
     """The error to raise at once for a failure that retrying cannot mend (credentials refused,
-    a TLS certificate not trusted); ``None`` for the rest."""
+    a TLS certificate not trusted; for a ``producer``, a Redis out of memory, which a web
+    request should not wait for); ``None`` for the rest."""
     text = str(exc)
-    if isinstance(exc, AuthenticationError) or text.startswith(("WRONGPASS", "NOAUTH")):
+    if producer and isinstance(exc, OutOfMemoryError):
+        why = "is out of memory (used memory is over maxmemory and the policy evicts nothing)"
+        fix = "Nothing was written. Free memory, raise maxmemory or shorten RESULT_TTL; then retry"
+    elif isinstance(exc, AuthenticationError) or text.startswith(("WRONGPASS", "NOAUTH")):
         why = "refused the credentials of the broker URL"
         fix = "Fix the user name or password in the URL (REPID_BROKER_URL)"
     elif isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
@@ -178,6 +204,7 @@ def retrying_sync[T](
     deadline: float,
     *,
     failures: list[BaseException] | None = None,
+    producer: bool = False,
 ) -> T | None:
     """:func:`retrying` for sync callers: ``None`` once ``deadline`` (monotonic) has passed."""
     delay, failed = 0.05, False
@@ -185,7 +212,7 @@ def retrying_sync[T](
         try:
             result = call()
         except RETRYABLE as exc:
-            if (fatal := refused(exc, target, what)) is not None:
+            if (fatal := refused(exc, target, what, producer=producer)) is not None:
                 raise fatal from None
             if failures is not None:
                 failures.append(exc)
@@ -211,6 +238,7 @@ async def retrying[T](
     give_up: float | None = None,
     *,
     failures: list[BaseException] | None = None,
+    producer: bool = False,
 ) -> T:
     """``call()`` again with back-off while Redis is unreachable; logs the outage once.
 
@@ -223,7 +251,7 @@ async def retrying[T](
         try:
             result = await call()
         except RETRYABLE as exc:
-            if (fatal := refused(exc, target, what)) is not None:
+            if (fatal := refused(exc, target, what, producer=producer)) is not None:
                 raise fatal from None
             if failures is not None:
                 failures.append(exc)

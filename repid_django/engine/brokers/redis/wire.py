@@ -40,7 +40,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .scripts import Script
+from .scripts import Script, ServerBusyError
 from .url import RedisOptions
 
 _ERRORS: dict[str, type[ResponseError] | type[RedisConnectionError]] = {
@@ -50,6 +50,7 @@ _ERRORS: dict[str, type[ResponseError] | type[RedisConnectionError]] = {
     "NOAUTH": AuthenticationError,
     "WRONGPASS": AuthenticationError,
     "OOM": OutOfMemoryError,
+    "BUSY": ServerBusyError,
 }
 
 
