@@ -184,7 +184,8 @@ class SyncWire:
         elif connection.stale():
             self._drop(connection)  # the server closed it while idle (restart, idle timeout)
             connection = local.connection = _SyncConnection(self.endpoint, self.timeout)
-        connection.sock.settimeout(self.timeout if timeout is None else max(timeout, 0.001))
+        read = self.timeout if timeout is None else min(self.timeout, max(timeout, 0.001))
+        connection.sock.settimeout(read)
         try:
             return connection.call(args)
         except ResponseError:
