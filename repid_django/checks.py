@@ -10,8 +10,16 @@
                           Redis may evict queued jobs under memory pressure
 ``repid_django.W003``     (``--deploy``) no ``BROKER_URL``: the embedded Redis is for
                           development, not production
+``repid_django.W004``     (``--deploy``) Redis keeps nothing on disk (``appendonly no`` and
+                          no ``save`` points): a restart of Redis loses every job
+``repid_django.I001``     (``--deploy``) Redis refuses ``CONFIG GET`` (managed services often
+                          rename it): W002 and W004 could not be checked
 ``repid_django.W010``     two different actors share one name
 ========================  ===========================================================
+
+The ``--deploy`` checks reach Redis over one connection with one pipelined round trip (``PING``
+and three ``CONFIG GET``), each bounded by a short timeout: an unreachable or silent server costs
+the check a few seconds at most, never a hang.
 """
 
 from __future__ import annotations
@@ -82,7 +90,7 @@ def check_duplicate_actors(
 
 @checks.register(checks.Tags.compatibility, deploy=True)
 def check_broker(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[Any]:
-    """At ``check --deploy``: reach the broker and read its eviction policy."""
+    """At ``check --deploy``: reach the broker, read its eviction policy and persistence."""
     try:
         settings = conf.load()
     except conf.SettingError:
@@ -99,8 +107,17 @@ def check_broker(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
     return probe_redis(settings.broker_url)
 
 
+CONFIG_READ = ("maxmemory-policy", "appendonly", "save")
+"""The settings ``probe_redis`` reads: eviction (W002) and persistence (W004)."""
+
+
 def probe_redis(url: str, timeout: float = 3.0) -> list[Any]:
-    """W001 when ``url`` cannot be reached, W002 when it may evict keys."""
+    """What ``check --deploy`` says about the Redis at ``url``.
+
+    W001 when it cannot be reached (``timeout`` seconds to connect, and as many for the answer),
+    W002 when it may evict keys, W004 when it keeps nothing on disk, I001 when it refuses
+    ``CONFIG GET`` (then W002 and W004 stay unknown).
+    """
     import redis
 
     from .engine.brokers.redis.url import RedisOptions, redact_url
@@ -117,15 +134,13 @@ def probe_redis(url: str, timeout: float = 3.0) -> list[Any]:
             )
         ]
     try:
-        client.ping()
-        try:
-            config = {
-                _text(key): _text(value)
-                for key, value in dict(client.config_get("maxmemory-policy")).items()
-            }
-            policy = config.get("maxmemory-policy")
-        except redis.ResponseError:
-            policy = None  # CONFIG is disabled (managed Redis): nothing to say
+        pipe = client.pipeline(transaction=False)
+        pipe.ping()
+        for name in CONFIG_READ:
+            pipe.config_get(name)
+        replies = pipe.execute(raise_on_error=False)
+        if isinstance(replies[0], Exception):
+            raise replies[0]  # e.g. NOAUTH: reached, but not usable
     except (redis.RedisError, OSError) as exc:
         return [
             checks.Warning(
@@ -138,18 +153,54 @@ def probe_redis(url: str, timeout: float = 3.0) -> list[Any]:
         ]
     finally:
         client.close()
+    config: dict[str, str] = {}
+    refused: Exception | None = None
+    for reply in replies[1:]:
+        if isinstance(reply, Exception):
+            refused = refused or reply
+        else:
+            config.update((_text(key), _text(value)) for key, value in dict(reply).items())
+    return _config_messages(redact_url(url), config, refused)
+
+
+def _config_messages(where: str, config: dict[str, str], refused: Exception | None) -> list[Any]:
+    messages: list[Any] = []
+    policy = config.get("maxmemory-policy")
     if policy is not None and policy != "noeviction":
-        return [
+        messages.append(
             checks.Warning(
-                f"Redis at {redact_url(url)} has maxmemory-policy "
-                f"{policy!r}: under memory pressure it may evict "
-                "queued jobs, leases and results.",
+                f"Redis at {where} has maxmemory-policy {policy!r}: under memory pressure it "
+                "may evict queued jobs, leases and results.",
                 hint="Set 'maxmemory-policy noeviction' in redis.conf (or "
                 "CONFIG SET maxmemory-policy noeviction) and give Redis enough memory.",
                 id="repid_django.W002",
             )
-        ]
-    return []
+        )
+    if config.get("appendonly") == "no" and config.get("save") == "":
+        messages.append(
+            checks.Warning(
+                f"Redis at {where} keeps nothing on disk (appendonly no, no save points): "
+                "when Redis restarts or crashes, every queued job, lease, dead letter and "
+                "result is lost, including jobs whose enqueue() was acknowledged.",
+                hint="Turn on the append-only file: 'appendonly yes' with 'appendfsync "
+                "everysec' in redis.conf (a crash of the machine can lose about the last "
+                "second of acknowledged writes) or 'appendfsync always' (nothing acknowledged "
+                "is lost, at the cost of an fsync per write); on a running server: CONFIG SET "
+                "appendonly yes, then CONFIG REWRITE.",
+                id="repid_django.W004",
+            )
+        )
+    if refused is not None:
+        messages.append(
+            checks.Info(
+                f"Redis at {where} refused CONFIG GET ({type(refused).__name__}: {refused}): "
+                "its eviction policy and persistence were not checked.",
+                hint="Managed services often disable CONFIG: check in the service's settings "
+                "that the eviction policy is noeviction and that persistence (AOF) is on.",
+                id="repid_django.I001",
+            )
+        )
+    return messages
 
 
 def _text(value: Any) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -9,12 +12,43 @@ import redis
 from django.core import checks
 from django.core.checks import run_checks
 
+from repid_django.checks import probe_redis
 from repid_django.engine.actor import Actor
 from repid_django.worker import discovery
 from repid_django.worker.discovery import ActorRegistry, DuplicateActorWarning
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.django_db
+
+
+def server(**options: Any) -> Iterator[RedisServer]:
+    started = RedisServer(**options).start()
+    try:
+        yield started
+    finally:
+        started.cleanup()
+
+
+@pytest.fixture(scope="module")
+def persistent() -> Iterator[RedisServer]:
+    """A redis-server with the append-only file on (``appendonly yes``)."""
+    yield from server(appendonly=True)
+
+
+@pytest.fixture(scope="module")
+def volatile() -> Iterator[RedisServer]:
+    """A redis-server that keeps nothing on disk (``appendonly no``, ``save ""``)."""
+    yield from server()
+
+
+@pytest.fixture(scope="module")
+def no_config() -> Iterator[RedisServer]:
+    """A redis-server whose CONFIG command is disabled, as on managed services."""
+    yield from server(extra=["--rename-command", "CONFIG", ""])
+
+
+def broker_at(settings: Any, found: RedisServer) -> None:
+    settings.REPID = {**settings.REPID, "BROKER_URL": found.url}
 
 
 def ids(include_deployment_checks: bool = False) -> dict[str, checks.CheckMessage]:
@@ -27,7 +61,8 @@ def ids(include_deployment_checks: bool = False) -> dict[str, checks.CheckMessag
     }
 
 
-def test_a_correct_configuration_has_no_messages() -> None:
+def test_a_correct_configuration_has_no_messages(settings: Any, persistent: RedisServer) -> None:
+    broker_at(settings, persistent)
     assert ids(include_deployment_checks=True) == {}
 
 
@@ -61,6 +96,21 @@ def test_w001_unreachable_broker_at_deploy_with_password_redacted(settings: Any)
     message = ids(include_deployment_checks=True)["repid_django.W001"]
     assert "cannot reach the broker at redis://:***@127.0.0.1" in message.msg
     assert "s3cret" not in message.msg + (message.hint or "")
+    found = ids(include_deployment_checks=True)
+    assert "repid_django.W004" not in found  # nothing is known about persistence: no guess
+    assert "repid_django.I001" not in found
+
+
+def test_w001_a_silent_broker_costs_the_check_its_timeout_not_a_hang() -> None:
+    # A listening socket nobody accepts on: connecting works (the backlog), no answer comes.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        started = time.monotonic()
+        found = probe_redis(url, timeout=0.5)
+        elapsed = time.monotonic() - started
+    assert [message.id for message in found] == ["repid_django.W001"]
+    assert "TimeoutError" in found[0].msg
+    assert elapsed < 2.0  # one timeout (no retries, no second round trip), never a hang
 
 
 def test_w002_eviction_policy(redis_client: redis.Redis) -> None:
@@ -78,6 +128,46 @@ def test_w003_embedded_redis_at_deploy(settings: Any) -> None:
     settings.REPID = {**settings.REPID, "BROKER_URL": None}
     assert "repid_django.W003" in ids(include_deployment_checks=True)
     assert "repid_django.W003" not in ids()
+
+
+def test_w004_redis_without_persistence_at_deploy(
+    settings: Any, volatile: RedisServer, persistent: RedisServer
+) -> None:
+    broker_at(settings, volatile)
+    assert "repid_django.W004" not in ids()  # only with --deploy: no network on every start
+    message = ids(include_deployment_checks=True)["repid_django.W004"]
+    assert message.level == checks.WARNING
+    assert f"Redis at {volatile.url} keeps nothing on disk" in message.msg
+    assert "every queued job" in message.msg
+    assert "appendonly yes" in (message.hint or "")
+    broker_at(settings, persistent)
+    assert "repid_django.W004" not in ids(include_deployment_checks=True)
+
+
+def test_w004_goes_away_with_the_fix_it_names(settings: Any, volatile: RedisServer) -> None:
+    broker_at(settings, volatile)
+    with volatile.client() as client:
+        try:
+            client.config_set("save", "3600 1")  # RDB snapshots are persistence too
+            assert "repid_django.W004" not in ids(include_deployment_checks=True)
+            client.config_set("save", "")
+            client.config_set("appendonly", "yes")  # the hint's fix, on a running server
+            assert "repid_django.W004" not in ids(include_deployment_checks=True)
+        finally:
+            client.config_set("appendonly", "no")
+            client.config_set("save", "")
+    assert "repid_django.W004" in ids(include_deployment_checks=True)
+
+
+def test_i001_config_disabled_is_a_note_not_a_warning(
+    settings: Any, no_config: RedisServer
+) -> None:
+    broker_at(settings, no_config)
+    found = ids(include_deployment_checks=True)
+    assert set(found) == {"repid_django.I001"}  # reached; W002 and W004 unknown, not guessed
+    assert found["repid_django.I001"].level == checks.INFO
+    assert "refused CONFIG GET" in found["repid_django.I001"].msg
+    assert "repid_django.I001" not in ids()
 
 
 def _one() -> None: ...
