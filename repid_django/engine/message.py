@@ -7,13 +7,15 @@ so malformed data is dead-lettered instead of crashing a worker.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, overload
 
-from .serializer import JSON, dumps, loads
+from .priorities import MAX_PRIORITY, MIN_PRIORITY
+from .serializer import JSON, MAX_NESTING, dumps, is_plain_flat, loads, too_deep
 
 WIRE_VERSION = 1
 DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024
@@ -194,6 +196,12 @@ def encode_checked(message: Message, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -
 
 _NUMBER = (int, float)
 
+MAX_SECONDS = 10**10
+"""The longest duration a message may carry (timeout, ttl, deferred_by, result_ttl), about 317
+years: longer ones mean "never" and would overflow Redis expiry times."""
+MAX_COUNT = 2**63 - 1
+"""The largest ``retries``, ``attempt`` or ``unknown_count``: a signed 64-bit JSON integer."""
+
 
 def _field(data: dict[str, Any], name: str, kinds: tuple[type, ...], optional: bool) -> Any:
     if name not in data:
@@ -210,48 +218,93 @@ def _field(data: dict[str, Any], name: str, kinds: tuple[type, ...], optional: b
     return value
 
 
+def _int(data: dict[str, Any], name: str, low: int, high: int, optional: bool = False) -> int:
+    """An int field within ``low..high`` (0 when optional and absent or null)."""
+    value = _field(data, name, (int,), optional)
+    if value is None:
+        return 0
+    if not low <= value <= high:
+        raise MessageDecodeError(f"field {name!r} is {value!r:.40}, outside {low}..{high}")
+    return int(value)
+
+
+@overload
+def _seconds(data: dict[str, Any], name: str, optional: Literal[False]) -> float: ...
+@overload
+def _seconds(data: dict[str, Any], name: str, optional: Literal[True]) -> float | None: ...
+def _seconds(data: dict[str, Any], name: str, optional: bool) -> float | None:
+    """A duration field: a number of seconds, above 0 and at most :data:`MAX_SECONDS`."""
+    value = _field(data, name, _NUMBER, optional)
+    if value is None:
+        return None
+    if not 0 < value <= MAX_SECONDS:  # int and float compare exactly, however large
+        raise MessageDecodeError(
+            f"field {name!r} is {value!r:.40}, not a duration in seconds "
+            f"(above 0, at most {MAX_SECONDS})"
+        )
+    return float(value)
+
+
+@overload
+def _time(data: dict[str, Any], name: str, optional: Literal[False]) -> float: ...
+@overload
+def _time(data: dict[str, Any], name: str, optional: Literal[True]) -> float | None: ...
+def _time(data: dict[str, Any], name: str, optional: bool) -> float | None:
+    """A Unix timestamp field: any finite number of seconds."""
+    value = _field(data, name, _NUMBER, optional)
+    if value is None:
+        return None
+    try:
+        stamp = float(value)
+    except OverflowError:  # an int beyond a double (the stdlib parser keeps big ints)
+        stamp = math.inf
+    if not math.isfinite(stamp):
+        raise MessageDecodeError(f"field {name!r} is {value!r:.40}, not a finite timestamp")
+    return stamp
+
+
 def decode(body: bytes | str, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Message:
-    """Parse and validate a message body; raises :class:`MessageDecodeError` with a reason."""
+    """Parse and validate a message body; raises :class:`MessageDecodeError` with a reason.
+
+    Every field is checked for its type and range (what :class:`~.job.Job` accepts), so a
+    message that decodes can be run, retried and encoded again; nothing else is ever raised.
+    """
     if len(body) > max_size:
         raise MessageDecodeError(f"body is {len(body)} bytes, over {max_size}", "too_large")
     try:
         data = loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # UnicodeError and orjson's JSONDecodeError are ValueErrors
         raise MessageDecodeError(f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MessageDecodeError(f"body is a JSON {type(data).__name__}, not an object")
     if data.get("v") != WIRE_VERSION:
-        raise MessageDecodeError(f"unsupported wire version {data.get('v')!r}")
+        raise MessageDecodeError(f"unsupported wire version {data.get('v')!r:.40}")
     args = data.get("args")
-    if args is not None and not isinstance(args, dict | list):
-        raise MessageDecodeError(f"field 'args' has type {type(args).__name__}")
-    try:
-        message = Message(
-            id=_field(data, "id", (str,), False),
-            actor=_field(data, "actor", (str,), False),
-            queue=_field(data, "queue", (str,), False),
-            priority=_field(data, "priority", (int,), False),
-            args=args,
-            retries=_field(data, "retries", (int,), False),
-            attempt=_field(data, "attempt", (int,), False),
-            timeout=float(_field(data, "timeout", _NUMBER, False)),
-            ttl=_opt_float(_field(data, "ttl", _NUMBER, True)),
-            run_at=_opt_float(_field(data, "run_at", _NUMBER, True)),
-            deferred_by=_opt_float(_field(data, "deferred_by", _NUMBER, True)),
-            store_result=_field(data, "store_result", (bool,), False),
-            result_ttl=_opt_float(_field(data, "result_ttl", _NUMBER, True)),
-            unique=bool(_field(data, "unique", (bool,), True)),
-            unknown_count=_field(data, "unknown_count", (int,), True) or 0,
-            enqueued_at=float(_field(data, "enqueued_at", _NUMBER, False)),
-        )
-    except MessageDecodeError:
-        raise
+    if args is not None:
+        if not isinstance(args, dict | list):
+            raise MessageDecodeError(f"field 'args' has type {type(args).__name__}")
+        if not is_plain_flat(args) and too_deep(args):
+            raise MessageDecodeError(
+                f"field 'args' nests lists and dicts more than {MAX_NESTING} levels deep"
+            )
+    message = Message(
+        id=_field(data, "id", (str,), False),
+        actor=_field(data, "actor", (str,), False),
+        queue=_field(data, "queue", (str,), False),
+        priority=_int(data, "priority", MIN_PRIORITY, MAX_PRIORITY),
+        args=args,
+        retries=_int(data, "retries", 0, MAX_COUNT),
+        attempt=_int(data, "attempt", 0, MAX_COUNT),
+        timeout=_seconds(data, "timeout", False),
+        ttl=_seconds(data, "ttl", True),
+        run_at=_time(data, "run_at", True),
+        deferred_by=_seconds(data, "deferred_by", True),
+        store_result=_field(data, "store_result", (bool,), False),
+        result_ttl=_seconds(data, "result_ttl", True),
+        unique=bool(_field(data, "unique", (bool,), True)),
+        unknown_count=_int(data, "unknown_count", 0, MAX_COUNT, True),
+        enqueued_at=_time(data, "enqueued_at", False),
+    )
     if not message.id or not message.actor or not message.queue:
         raise MessageDecodeError("fields 'id', 'actor' and 'queue' must not be empty")
-    if message.retries < 0 or message.attempt < 0 or message.timeout <= 0:
-        raise MessageDecodeError("'retries' and 'attempt' must be >= 0 and 'timeout' > 0")
     return message
-
-
-def _opt_float(value: int | float | None) -> float | None:
-    return None if value is None else float(value)

@@ -31,19 +31,39 @@ dumps: Callable[[JSON], bytes] = _json_dumps if _orjson is None else _orjson.dum
 def loads(data: bytes | str) -> JSON:
     """Decode JSON bytes; raises ``ValueError`` on anything that is not JSON.
 
-    Both paths refuse what orjson refuses: ``NaN``/``Infinity`` (not JSON) and nesting deeper
-    than the parser's limit (the stdlib parser would raise ``RecursionError``).
+    Both paths refuse what orjson refuses: ``NaN``/``Infinity`` (not JSON), numbers too large
+    for a double (``1e400``), bytes that are not UTF-8 (the stdlib would also guess UTF-16 and
+    UTF-32, and let a byte order mark or encoded surrogates through), strings with a lone
+    surrogate (``"\\ud800"``: no UTF-8 encoder can write them back) and nesting deeper than the
+    parser's limit (the stdlib parser would raise ``RecursionError``).
     """
     if _orjson is not None:
         return _orjson.loads(data)
+    if isinstance(data, str):
+        data.encode()  # a lone surrogate in the str itself: UnicodeEncodeError, a ValueError
+        text = data
+    else:
+        text = data.decode()  # strict UTF-8: UnicodeDecodeError, a ValueError
     try:
-        return json.loads(data, parse_constant=_not_json)
+        value = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
+        if "\\ud" in text or "\\uD" in text:  # an escaped surrogate: paired, or lone?
+            _json_dumps(value)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    except UnicodeEncodeError:
+        raise ValueError("a string holds a lone surrogate (\\ud800-\\udfff)") from None
+    return value
 
 
 def _not_json(name: str) -> JSON:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is nan
+        raise ValueError(f"number {text[:40]} is too large for a double")
+    return value
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
@@ -72,6 +92,27 @@ def is_plain_flat(value: dict[Any, Any] | list[Any]) -> bool:
             continue
         return False
     return True
+
+
+MAX_NESTING = 253
+"""How many levels of lists and dicts a job's args may have: orjson writes at most 254 levels,
+and the message body that holds the args is one of them."""
+
+
+def too_deep(value: JSON, limit: int = MAX_NESTING) -> bool:
+    """True when ``value`` nests lists and dicts more than ``limit`` levels deep (a list or a
+    dict alone is one level); iterative, so any depth is measured without recursion."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[dict[str, JSON] | list[JSON], int]] = [(value, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        for item in container.values() if isinstance(container, dict) else container:
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1))
+    return False
 
 
 def check_json(value: object, where: str) -> None:
