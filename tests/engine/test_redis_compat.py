@@ -38,7 +38,7 @@ async def test_whole_lifecycle_on_redis_6_2(redis62_server: RedisServer, key_pre
         assert delayed.message.id == "c"
         assert await b.finish([Outcome(first[0], OutcomeKind.ACK)]) == [True]
         assert await b.finish([Outcome(first[1], OutcomeKind.RETRY, run_at=time.time())]) == [True]
-        b.keeper.release([("other", "c")])
+        b.keeper.release([delayed])
         (lost,) = await b.claim(["default", "other"], 1, 5.0)
         (again,) = await b.claim(["default", "other"], 1, 5.0)
         assert {lost.message.id, again.message.id} == {"a", "c"}

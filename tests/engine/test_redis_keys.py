@@ -49,7 +49,12 @@ async def test_full_run_leaves_only_expiring_keys(
     assert keys
     assert all(pattern.match(k) for k in keys), keys
     for key in keys:
-        if ":result:" in key or ":fin:" in key or key.endswith((":dead", ":dmsg", ":dinfo")):
+        if (
+            ":result:" in key
+            or ":fin:" in key
+            or ":clm:" in key
+            or key.endswith((":dead", ":dmsg", ":dinfo"))
+        ):
             assert redis_client.pttl(key) > 0, key
         else:
             assert key == f"{key_prefix}:{{~}}:queues", key
@@ -57,7 +62,9 @@ async def test_full_run_leaves_only_expiring_keys(
     assert redis_client.pttl(f"{key_prefix}:{{q:two}}:result:b0") <= 86_400_000
     await b.purge_dead("q:two")
     leftover = [
-        k for k in keys_of(redis_client, key_prefix) if ":result:" not in k and ":fin:" not in k
+        k
+        for k in keys_of(redis_client, key_prefix)
+        if not any(memo in k for memo in (":result:", ":fin:", ":clm:"))
     ]
     assert leftover == [f"{key_prefix}:{{~}}:queues"]
 

@@ -86,7 +86,7 @@ async def test_stale_worker_is_fenced_and_one_result_is_stored(make: BrokerFacto
     stale, fresh = await make(), await make()
     await stale.enqueue([msg("job")])
     (old,) = await stale.claim(["default"], 1, 0)
-    stale.keeper.release([("default", "job")])  # its heartbeat stalls, as in a frozen process
+    stale.keeper.release([old])  # its heartbeat stalls, as in a frozen process
     (new,) = await fresh.claim(["default"], 1, 10.0)
     outcome = Outcome(old, OutcomeKind.ACK, result=result("job", "stale"))
     assert await stale.finish([outcome]) == [False]

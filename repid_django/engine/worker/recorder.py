@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("repid_django.worker")
 
-FINISH_TRIES = 6
+CLOSING_TRIES = 3
+"""Tries a closing worker gives a batch of outcomes before giving up on it."""
+MAX_DELAY = 5.0
+"""The longest wait between two tries of a batch."""
 
 _EVENT_OF = {
     OutcomeKind.ACK: EventKind.SUCCEEDED,
@@ -161,20 +164,34 @@ class Recorder:
                 logger.exception("could not store %d results in the results broker", len(results))
 
     async def _finish(self, batch: list[Outcome]) -> list[bool] | None:
-        for attempt in range(FINISH_TRIES):
+        """``broker.finish(batch)``, tried again (with back-off) until it answers.
+
+        Outcomes are kept until applied or refused: the broker holds their leases meanwhile,
+        so an outage shorter than the lease makes no job run twice. Only a closing worker gives
+        up, after :data:`CLOSING_TRIES`; those jobs then go back to their queue when their
+        leases expire.
+        """
+        attempt = 0
+        while True:
             try:
                 return await self._broker.finish(batch)
-            except Exception:
-                if attempt == FINISH_TRIES - 1 or (self._closing and attempt >= 2):
+            except Exception as exc:
+                attempt += 1
+                if self._closing and attempt >= CLOSING_TRIES:
                     break
-                delay = min(0.1 * 2**attempt, 2.0)
-                logger.exception(
-                    "recording %d outcomes failed; retrying in %.1fs", len(batch), delay
+                delay = min(0.1 * 2 ** (attempt - 1), MAX_DELAY)
+                log = logger.warning if attempt > 1 else logger.exception
+                log(
+                    "recording %d job outcomes failed (try %d: %s); trying again in %.1fs",
+                    len(batch),
+                    attempt,
+                    exc,
+                    delay,
                 )
                 await asyncio.sleep(delay)
         logger.error(
-            "could not record %d job outcomes; the broker returns those jobs to their queue "
-            "when their leases expire",
+            "could not record %d job outcomes before stopping; the broker returns those jobs "
+            "to their queue when their leases expire",
             len(batch),
         )
         return None

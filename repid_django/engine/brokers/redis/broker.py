@@ -17,9 +17,17 @@ How it works (key layout in :mod:`.keys`, scripts in ``lua/``):
   and never returned. With nothing ready, the claim blocks (BLPOP, on its own connection) on the
   queues' wake-up lists, which every enqueue pushes to, for at most ``min(wait, time until the
   next delayed message, reaper_interval)``: no sleep-polling.
+* Claims are idempotent: a claim sent again because its reply was lost (in the same call or
+  the worker's next one) gets the batch its first send leased, not a second one; so a network
+  blip never leaves jobs leased to nobody, nor counts a lost lease against them. Cost: one
+  small key per claimer (the ids it leased, ``<prefix>:{<queue>}:clm:<token>``), dropped by its
+  next claim.
 * Leases: the :class:`~.lease.LeaseKeeper` thread extends held leases and reaps; a job of
   a dead worker runs again within ``lease_ttl + reaper_interval``; after ``max_lost`` expired
-  leases it is dead-lettered as ``worker_lost``.
+  leases it is dead-lettered as ``worker_lost``. A delivery stays leased until its outcome is
+  applied (a finish retried through an outage keeps it). A hung event loop keeps a job at
+  most its timeout plus ``hang_grace`` (default 30 s) past its last sign of life; then the job
+  runs elsewhere and the hung worker's late outcome is refused.
 * Last chance: a process that dies loses every lease it holds (running or prefetched), so the
   jobs claimed alongside a job that kills its worker lose a lease too. A job with ``max_lost``
   expired leases (one more buries it) is therefore only leased alone, to a broker that holds no
@@ -72,7 +80,7 @@ from .clients import Clients
 from .codec import text
 from .consume import RedisConsumerMixin
 from .keys import QUEUE_PARTS, queue_base, registry_key
-from .lease import LeaseKeeper
+from .lease import Heartbeat, LeaseKeeper
 from .produce import RedisProducerMixin
 from .scripts import retrying
 from .url import RedisOptions, redact_url
@@ -122,6 +130,7 @@ class RedisMessageBroker(
         finish_retry_time: float = 60.0,
         finish_memo_ttl: float | None = None,
         max_backoff: float = 5.0,
+        hang_grace: float = 30.0,
     ) -> None:
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{} "):
             raise ValueError(f"RedisMessageBroker: prefix must be a non-empty word, got {prefix!r}")
@@ -141,6 +150,7 @@ class RedisMessageBroker(
             finish_memo_ttl = self.finish_retry_time + 2 * max_backoff
         self.finish_memo_ttl = _positive("finish_memo_ttl", finish_memo_ttl)
         self.max_backoff = _positive("max_backoff", max_backoff)
+        self.hang_grace = _positive("hang_grace", hang_grace)
         self.socket_timeout = _positive("socket_timeout", socket_timeout)
         self.socket_connect_timeout = _positive("socket_connect_timeout", socket_connect_timeout)
         self._embedded_dir = embedded_dir
@@ -158,6 +168,12 @@ class RedisMessageBroker(
         self._waiters: set[asyncio.Future[None]] = set()
         self._idle_waiters: set[asyncio.Future[None]] = set()
         self._alone_pending = False
+        self._unsure_claim: tuple[str, list[str]] | None = None
+        self._claim_memo: str | None = None
+        self._unsure_finish: set[str] = set()
+        self._beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeat] = (
+            weakref.WeakKeyDictionary()
+        )
         self._counters = BrokerCounters()
         _brokers.add(self)
 
@@ -229,6 +245,7 @@ class RedisMessageBroker(
                 dead_ttl_ms=self._dead_ttl_ms,
                 dead_max=self.dead_letter_max,
                 target=self.target,
+                hang_grace=self.hang_grace,
             )
             keeper.start()
         return keeper
@@ -263,6 +280,9 @@ class RedisMessageBroker(
         self._waiters = set()
         self._idle_waiters = set()
         self._alone_pending = False
+        self._unsure_claim = None
+        self._claim_memo = None
+        self._beats = weakref.WeakKeyDictionary()
 
     @property
     def _dead_ttl_ms(self) -> int:

@@ -11,13 +11,14 @@ import contextlib
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..base import BrokerCounters, Delivery, Outcome, OutcomeKind
 from .codec import call_digest, decode_claimed, finish_args, result_ttl_ms
 from .keys import wake_key
-from .lease import LeaseKeeper
+from .lease import Heartbeat, LeaseKeeper
 from .scripts import RETRYABLE
 
 log = logging.getLogger("repid_django.redis")
@@ -48,6 +49,10 @@ class RedisConsumerMixin:
     _waiters: set[asyncio.Future[None]]
     _idle_waiters: set[asyncio.Future[None]]
     _alone_pending: bool
+    _unsure_claim: tuple[str, list[str]] | None
+    _claim_memo: str | None
+    _unsure_finish: set[str]
+    _beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeat]
     _counters: BrokerCounters
     prefix: str
 
@@ -64,9 +69,6 @@ class RedisConsumerMixin:
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         raise NotImplementedError
 
-    def _call(self, name: str, keys: list[str], args: list[Any]) -> Callable[[], Awaitable[Any]]:
-        return lambda: self._script(name, keys, args)
-
     async def _retry[T](
         self, what: str, call: Callable[[], Awaitable[T]], give_up: float | None = None
     ) -> T:
@@ -78,6 +80,7 @@ class RedisConsumerMixin:
             return []
         keeper = self.keeper
         keeper.watch(queue_list)
+        beat = self._heartbeat()
         bases = [self._base(q) for q in queue_list]
         deadline = time.monotonic() + max(wait, 0.0)
         interrupts = self._interrupts
@@ -89,31 +92,29 @@ class RedisConsumerMixin:
             self._alone_pending = False
         while True:
             now = time.time()
-            token = secrets.token_hex(8)
+            # A claim whose reply was lost (the call failed after it was sent) is asked for
+            # again under its own token: the script answers with what that send leased,
+            # instead of leasing more and leaving the first batch to expire (see claim.lua).
+            unsure = self._unsure_claim
+            self._unsure_claim = None
+            token = unsure[0] if unsure is not None and unsure[1] == bases else secrets.token_hex(8)
             alone_ok = keeper.held == 0
-            args = [now, limit, int(self.lease_ttl * 1000), token, self.max_lost]
+            args: list[Any] = [now, limit, int(self.lease_ttl * 1000), token, self.max_lost]
             args += [self._dead_ttl_ms, self.dead_letter_max, int(alone_ok)]
+            args += [int(unsure is not None and token == unsure[0]), self._claim_memo or ""]
             reply = await self._retry(
-                "claim", self._call("claim", bases, args), max(wait, self.max_backoff)
+                "claim", self._resent(args, 8, token, bases), max(wait, self.max_backoff)
             )
+            self._unsure_claim = None
             good, bad = decode_claimed(reply, queue_list, token, self.max_message_size, now)
+            self._claim_memo = token if len(reply) > 3 else None
             passed_over = int(reply[1]) == 1
             if passed_over or any(self._last_chance(d) for d in good):
                 self._alone_pending = True
             if good:
-                keeper.hold((d.message.queue, d.message.id, d.token) for d in good)
+                keeper.hold(good, beat)
             if bad:
-                try:
-                    await self._finish(bad)
-                except Exception as exc:  # the good deliveries must still reach the runner
-                    log.warning(
-                        "could not dead-letter %d unreadable message(s) now (%s); their leases "
-                        "expire and they are read again later",
-                        len(bad),
-                        exc,
-                    )
-                else:
-                    self._counters.dead += len(bad)
+                await self._bury(bad)
             if good:
                 return good
             remaining = deadline - time.monotonic()
@@ -132,6 +133,45 @@ class RedisConsumerMixin:
                 block = min(block, max(next_run - time.time(), 0.0))
             if block > 0.001:
                 await self._wait_for_wake(queue_list, block)
+
+    async def _bury(self, bad: list[Outcome]) -> None:
+        """Dead-letter unreadable deliveries; on failure, leave them for the reaper (the good
+        deliveries of the same claim must still reach the runner)."""
+        try:
+            await self._finish(bad)
+        except Exception as exc:
+            log.warning(
+                "could not dead-letter %d unreadable message(s) now (%s); their leases "
+                "expire and they are read again later",
+                len(bad),
+                exc,
+            )
+        else:
+            self._counters.dead += len(bad)
+
+    def _resent(
+        self, args: list[Any], flag: int, token: str, bases: list[str]
+    ) -> Callable[[], Awaitable[Any]]:
+        """The claim call; after a failed send (it may have leased), later sends and the next
+        ``claim()`` ask for that send's answer (``args[flag]``: the repeat flag)."""
+
+        async def send() -> Any:
+            try:
+                return await self._script("claim", bases, args)
+            except RETRYABLE:
+                args[flag] = 1
+                self._unsure_claim = (token, bases)
+                raise
+
+        return send
+
+    def _heartbeat(self) -> Heartbeat:
+        """The running loop's heartbeat (made on its first claim)."""
+        loop = asyncio.get_running_loop()
+        beat = self._beats.get(loop)
+        if beat is None:
+            beat = self._beats[loop] = Heartbeat(loop)
+        return beat
 
     def _last_chance(self, delivery: Delivery) -> bool:
         return self.max_lost > 0 and delivery.lost >= self.max_lost
@@ -187,14 +227,16 @@ class RedisConsumerMixin:
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
             return []
-        # Stop extending first: a lease the keeper extended while this (fenced) finish was on
-        # its way would otherwise be reported as "lost" once the finish had removed it.
-        self.keeper.release((o.delivery.message.queue, o.delivery.message.id) for o in outcomes)
+        # The leases stay held (extended) until the outcomes are applied or refused: a finish
+        # retried through a Redis outage must not let a completed job's lease expire.
+        deliveries = [o.delivery for o in outcomes]
+        self.keeper.finishing(deliveries)
+        applied = await self._finish(outcomes)
+        self.keeper.release(deliveries)
         if self._idle_waiters and self.keeper.held == 0:
             for waiter in self._idle_waiters:
                 if not waiter.done():
                     waiter.set_result(None)
-        applied = await self._finish(outcomes)
         for outcome, ok in zip(outcomes, applied, strict=True):
             if ok:
                 if outcome.kind is OutcomeKind.ACK:
@@ -208,8 +250,12 @@ class RedisConsumerMixin:
     async def _finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         now = time.time()
         memo_ttl_ms = int(self.finish_memo_ttl * 1000)
-        head: list[Any] = [now, self._dead_ttl_ms, self.dead_letter_max, call_digest(outcomes)]
-        head += [memo_ttl_ms, 0, result_ttl_ms(self.result_ttl)]
+        digest = call_digest(outcomes)
+        # A call whose earlier send failed after it may have been applied (the caller tries
+        # the same outcomes again) asks for the first answer from its first send on.
+        repeat = 1 if digest in self._unsure_finish else 0
+        head: list[Any] = [now, self._dead_ttl_ms, self.dead_letter_max, digest]
+        head += [memo_ttl_ms, repeat, result_ttl_ms(self.result_ttl)]
         queues, args, order = finish_args(outcomes, now, self.result_ttl, head)
         keys = [self._base(q) for q in queues]
 
@@ -218,9 +264,12 @@ class RedisConsumerMixin:
                 return await self._script("finish", keys, args)
             except RETRYABLE:
                 args[5] = 1  # it may have run: the next send asks for the first answer
+                if len(self._unsure_finish) < 1000:
+                    self._unsure_finish.add(digest)
                 raise
 
         reply = await self._retry("finish", send, self.finish_retry_time)
+        self._unsure_finish.discard(digest)
         applied = [False] * len(outcomes)
         # One byte per outcome: b"1" applied, b"0" lease lost (see lua/finish.lua).
         for index, flag in zip(order, bytes(reply), strict=True):

@@ -20,6 +20,9 @@ in one Redis Cluster slot and one Lua script can touch them together::
     <prefix>:{<queue>}:dmsg      hash  id -> body of the dead letter (raw, as stored)
     <prefix>:{<queue>}:dinfo     hash  id -> JSON {reason, error, failed_at, lost}
     <prefix>:{<queue>}:result:<id>  str  JSON result, with a TTL
+    <prefix>:{<queue>}:fin:<digest>  str  a finish call's reply (its memo), for finish_memo_ttl
+    <prefix>:{<queue>}:clm:<token>   str  the ids a claim leased (its memo), for lease_ttl or
+                                          until the claimer's next claim
     <prefix>:{~}:queues          set   registry of declared queues
     <prefix>:{~}:result:<id>     str   results stored apart (``store_results``), with a TTL
 

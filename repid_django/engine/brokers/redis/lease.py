@@ -1,10 +1,20 @@
 """The lease keeper: a daemon thread that keeps the leases of held deliveries alive.
 
 A claimed delivery carries a lease (token + deadline) that expires ``lease_ttl`` seconds after
-it was last extended. While the broker holds a delivery (claimed, not yet finished) this thread
-extends its lease every ``min(lease_ttl / 3, reaper_interval)`` seconds. It runs in its own
-thread with its own synchronous Redis connection, so an actor that blocks the event loop cannot
-stall it: only a dead (or frozen) process loses its leases.
+it was last extended. While the broker holds a delivery (claimed, and until its outcome is
+applied) this thread extends its lease every ``min(lease_ttl / 3, reaper_interval)`` seconds.
+It runs in its own thread with its own synchronous Redis connection, so an actor that blocks
+the event loop for a while cannot stall it: only a dead (or frozen) process loses its leases.
+
+A loop blocked for good must not keep its jobs for ever, though: every event loop that claims
+has a :class:`Heartbeat` (a timer on that loop), and a lease is extended only while its loop
+has run within the job's own timeout plus ``hang_grace`` seconds. A healthy loop enforces the
+timeout itself, so this bound only ever takes the jobs of a hung loop: they then expire, run
+elsewhere, and the hung worker's late outcome is refused (the finish is fenced by the token).
+
+A delivery stays held while its outcome is being written (``finishing``), including while that
+write is retried through a Redis outage: a completed job keeps its lease until the outcome is
+applied, so a blip shorter than the lease never makes it run again.
 
 Every ``reaper_interval`` seconds it also runs the reaper on the queues this process consumes:
 expired leases of dead workers go back to the queue (or to the dead-letter queue as
@@ -14,18 +24,55 @@ within ``lease_ttl + reaper_interval`` even when every other worker is idle. (Cl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import redis
 from redis.exceptions import RedisError
 
+from ..base import Delivery
 from . import scripts as redis_scripts
 from .keys import queue_base
 
 log = logging.getLogger("repid_django.redis")
+
+Key = tuple[str, str]
+"""A held delivery: (queue, message id)."""
+
+
+class Heartbeat:
+    """When an event loop last ran (``time.monotonic()``), kept by a timer on that loop.
+
+    The timer re-arms itself every :attr:`INTERVAL` seconds; a blocked loop runs no timer, so
+    :attr:`at` stops moving. A closed loop drops the timer without a trace.
+    """
+
+    INTERVAL = 0.5
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.at = time.monotonic()
+        self._handle = loop.call_later(self.INTERVAL, self._tick)
+
+    def _tick(self) -> None:
+        self.at = time.monotonic()
+        self._handle = asyncio.get_running_loop().call_later(self.INTERVAL, self._tick)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
+@dataclass(slots=True)
+class _Held:
+    token: str
+    budget: float
+    """Seconds the owning loop may stay silent before this lease is let go."""
+    beat: Heartbeat
+    finishing: bool = False
+    let_go: bool = False
 
 
 class LeaseKeeper:
@@ -40,6 +87,7 @@ class LeaseKeeper:
         dead_ttl_ms: int,
         dead_max: int,
         target: str,
+        hang_grace: float = 30.0,
     ) -> None:
         self._client = client
         self._prefix = prefix
@@ -48,7 +96,8 @@ class LeaseKeeper:
         self._reaper_interval = reaper_interval
         self._reap_args = [max_lost, dead_ttl_ms, dead_max]
         self._target = target
-        self._held: dict[tuple[str, str], str] = {}
+        self._hang_grace = hang_grace
+        self._held: dict[Key, _Held] = {}
         self._queues: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -64,16 +113,32 @@ class LeaseKeeper:
             self._thread.join(timeout=10)
         self._client.close()
 
-    def hold(self, deliveries: Iterable[tuple[str, str, str]]) -> None:
-        """Keep the leases of ``(queue, id, token)`` alive until :meth:`release`."""
+    def hold(self, deliveries: Iterable[Delivery], beat: Heartbeat) -> None:
+        """Keep the leases of ``deliveries`` alive (while ``beat``'s loop runs) until
+        :meth:`release`."""
+        grace = self._hang_grace
         with self._lock:
-            for queue, message_id, token in deliveries:
-                self._held[(queue, message_id)] = token
+            for d in deliveries:
+                key = (d.message.queue, d.message.id)
+                self._held[key] = _Held(d.token, d.message.timeout + grace, beat)
 
-    def release(self, keys: Iterable[tuple[str, str]]) -> None:
+    def finishing(self, deliveries: Iterable[Delivery]) -> None:
+        """Their outcomes are on their way: still extend, but a lease found gone is no news
+        (the finish removed it)."""
         with self._lock:
-            for key in keys:
-                self._held.pop(key, None)
+            for d in deliveries:
+                held = self._held.get((d.message.queue, d.message.id))
+                if held is not None and held.token == d.token:
+                    held.finishing = True
+
+    def release(self, deliveries: Iterable[Delivery]) -> None:
+        """Stop extending (the outcomes are applied or refused)."""
+        with self._lock:
+            for d in deliveries:
+                key = (d.message.queue, d.message.id)
+                held = self._held.get(key)
+                if held is not None and held.token == d.token:
+                    del self._held[key]
 
     def watch(self, queues: Iterable[str]) -> None:
         """Reap ``queues`` from now on (the queues this process consumes)."""
@@ -107,10 +172,33 @@ class LeaseKeeper:
                     log.warning("lease keeper reconnected to Redis at %s", self._target)
                 self._failing = False
 
-    def extend(self) -> int:
-        """Extend every held lease now (one round trip); returns how many were lost."""
+    def _to_extend(self) -> list[tuple[Key, str]]:
+        """The held leases whose loop ran recently enough; logs the ones let go."""
+        now = time.monotonic()
+        out: list[tuple[Key, str]] = []
         with self._lock:
-            held = list(self._held.items())
+            for key, held in self._held.items():
+                silent = now - held.beat.at
+                if silent <= held.budget:
+                    held.let_go = False
+                    out.append((key, held.token))
+                elif not held.let_go:
+                    held.let_go = True
+                    log.error(
+                        "job %s (queue %r): the event loop running it has not run for %.0fs, "
+                        "longer than the job's timeout plus hang_grace (%.0fs); its lease is "
+                        "no longer extended, so it runs on another worker, and this worker's "
+                        "late outcome for it will be refused",
+                        key[1],
+                        key[0],
+                        silent,
+                        held.budget,
+                    )
+        return out
+
+    def extend(self) -> int:
+        """Extend the held leases now (one round trip); returns how many were lost."""
+        held = self._to_extend()
         if not held:
             return 0
         bases: dict[str, int] = {}
@@ -120,15 +208,19 @@ class LeaseKeeper:
             args += [index, message_id, token]
         keys = [queue_base(self._prefix, q) for q in bases]
         reply = redis_scripts.run_sync(self._client, "extend", keys, args)
-        lost = [key for (key, _), ok in zip(held, reply, strict=True) if not ok]
+        lost = 0
+        with self._lock:
+            for (key, token), ok in zip(held, reply, strict=True):
+                entry = self._held.get(key)
+                # Only forget it if it was not claimed again meanwhile under a new token.
+                if ok or entry is None or entry.token != token:
+                    continue
+                del self._held[key]
+                if not entry.finishing:  # else: its finish removed the lease (no news)
+                    lost += 1
         if lost:
-            with self._lock:
-                for key in lost:
-                    # Only forget it if it was not claimed again meanwhile under a new token.
-                    if self._held.get(key) == dict(held).get(key):
-                        self._held.pop(key, None)
-            log.warning("lost the lease of %d job(s) (they will run elsewhere)", len(lost))
-        return len(lost)
+            log.warning("lost the lease of %d job(s) (they will run elsewhere)", lost)
+        return lost
 
     def reap(self) -> int:
         """Return expired leases of the watched queues (one round trip)."""

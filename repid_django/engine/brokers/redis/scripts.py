@@ -40,7 +40,9 @@ LUA_DIR = Path(__file__).with_name("lua")
 
 
 class ServerBusyError(ResponseError):
-    """Redis answered ``BUSY``: a long script holds it (until it ends or ``SCRIPT KILL``)."""
+    """Redis cannot serve now: ``BUSY`` (a long script holds it until it ends or ``SCRIPT
+    KILL``), ``MASTERDOWN`` (a replica lost its primary), ``TRYAGAIN`` or ``CLUSTERDOWN`` (a
+    cluster resharding or failing over). Retried like a lost connection."""
 
 
 RETRYABLE = (

@@ -51,6 +51,9 @@ _ERRORS: dict[str, type[ResponseError] | type[RedisConnectionError]] = {
     "WRONGPASS": AuthenticationError,
     "OOM": OutOfMemoryError,
     "BUSY": ServerBusyError,
+    "MASTERDOWN": ServerBusyError,
+    "TRYAGAIN": ServerBusyError,
+    "CLUSTERDOWN": ServerBusyError,
 }
 
 

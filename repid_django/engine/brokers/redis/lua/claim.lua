@@ -1,5 +1,5 @@
 -- claim: KEYS = queue bases; ARGV = now, limit, lease_ms, token, max_lost, dead_ttl_ms, dead_max,
--- alone_ok.
+-- alone_ok, repeat, previous token.
 -- Reaps expired leases, promotes due delayed messages, then leases up to `limit` ready messages
 -- (strict priority across the queues, FIFO within one).
 -- A message on its last chance (max_lost > 0 and lost >= max_lost: one more expired lease buries
@@ -9,6 +9,35 @@
 -- Returns {next_run_at|-1, last_chance_waiting (0/1), info, (id, body)...}: next_run_at only
 -- when nothing was leased; info is '' when every leased message comes from KEYS[1] with no lost
 -- lease, else "<queue index>,<lost>" per leased message, joined by spaces.
+-- Idempotent: what a claim leases is remembered for the lease time under its token (key
+-- <KEYS[1]>clm:<token>, the leased ids packed); a send repeated because its reply was lost
+-- (repeat = '1') gets the messages that first send leased and still holds, not a second batch.
+-- The claimer's next claim names its previous token, whose memo is then dropped.
+local memo = KEYS[1] .. 'clm:' .. ARGV[4]
+if ARGV[9] == '1' then
+  local seen = redis.call('GET', memo)
+  if seen then
+    redis.call('DEL', memo)
+    local got = cmsgpack.unpack(seen)
+    local out, info = { -1, 0, '' }, {}
+    for k = 1, #got, 2 do
+      local q, id = got[k], got[k + 1]
+      local base = KEYS[q]
+      if base and owns(redis.call('HGET', base .. 'tokens', id), ARGV[4]) then
+        local body = redis.call('HGET', base .. 'msgs', id)
+        if body then
+          out[#out + 1], out[#out + 2] = id, body
+          info[#info + 1] = q .. ',' .. (tonumber(redis.call('HGET', base .. 'lost', id)) or 0)
+        end
+      end
+    end
+    out[3] = table.concat(info, ' ')
+    return out
+  end
+end
+if ARGV[10] ~= '' then
+  redis.call('DEL', KEYS[1] .. 'clm:' .. ARGV[10])
+end
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local token = ARGV[4]
@@ -94,6 +123,7 @@ local iq, il, plain = {}, {}, nq == 1
 local last_at = max_lost > 0 and max_lost or math.huge
 local held = token .. ' ' -- a tokens entry: "<token> <ready score>"
 local tokens, leases, taken, used = {}, {}, 0, 0
+local mine = {} -- (queue index, id) per leased message: the memo
 for q = 1, nq do
   tokens[q], leases[q] = {}, {}
 end
@@ -115,6 +145,7 @@ for k = 1, #cid do
     clash = clash or id == '' or id == FILLER
     taken = taken + 1
     out[2 * taken + 2], out[2 * taken + 3] = id, bodies[k]
+    mine[2 * taken - 1], mine[2 * taken] = q, id
     if plain and (lost ~= 0 or q ~= 1) then
       plain = false
       for j = 1, taken - 1 do
@@ -165,6 +196,9 @@ else
     back[#back + 1], back[#back + 2] = cscore[k], cid[k]
   end
   bulk('ZADD', KEYS[1] .. 'ready', back, 2)
+end
+if taken > 0 then
+  redis.call('SET', memo, cmsgpack.pack(mine), 'PX', ARGV[3])
 end
 if not plain then
   local info = {}
