@@ -6,10 +6,13 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .queue import validate_queue_name
 from .retry import RetryPolicyT, default_retry_policy
+
+if TYPE_CHECKING:
+    from .message import Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,12 @@ class Actor:
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
+
+    def timeout_for(self, message: Message) -> float:
+        """Seconds a run of ``message`` may take: its own timeout, capped by the actor's."""
+        if self.timeout is not None and self.timeout < message.timeout:
+            return self.timeout
+        return message.timeout
 
     @classmethod
     def build(

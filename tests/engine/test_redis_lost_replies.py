@@ -192,6 +192,7 @@ async def test_a_loop_blocked_for_less_than_timeout_plus_grace_keeps_its_job(
     assert await worker.finish([Outcome(d, OutcomeKind.ACK)]) == [True]
 
 
+@pytest.mark.slow
 async def test_the_worker_keeps_outcomes_until_redis_takes_them(
     redis_url: str, key_prefix: str, redis_client: redis.Redis
 ) -> None:
@@ -235,3 +236,79 @@ async def test_the_worker_keeps_outcomes_until_redis_takes_them(
     assert runs == ["run 1"]
     assert runner.counters.lease_lost == 0
     assert leased(redis_client, key_prefix) == 0
+
+
+@pytest.mark.slow
+async def test_a_job_on_a_hung_worker_runs_on_another_and_the_late_outcome_is_refused(
+    redis_url: str, key_prefix: str, redis_client: redis.Redis
+) -> None:
+    """Two workers; the job lands on one whose actor blocks its event loop far past the job's
+    timeout plus hang_grace. The other worker runs it within the bound; when the hung one wakes
+    up, its outcome is refused (fenced) and the result is the other worker's."""
+    router = Router()
+
+    @router.actor(name="slow_start", timeout=0.5)
+    async def slow_start() -> str:
+        if threading.current_thread().name == "hung":
+            time.sleep(6.0)  # noqa: ASYNC251 - the bug being simulated: a loop blocked for good
+        return threading.current_thread().name
+
+    def broker() -> RedisMessageBroker:
+        return RedisMessageBroker(
+            redis_url,
+            prefix=key_prefix,
+            lease_ttl=LEASE_TTL,
+            reaper_interval=REAPER,
+            hang_grace=0.5,
+        )
+
+    hung_runner: list[Any] = []
+    hung_ready = threading.Event()
+    hung_stop = threading.Event()
+
+    async def run_hung() -> None:
+        app = Repid(Connection(broker()))
+        async with app.magic(auto_disconnect=True):
+            worker = Worker(routers=[router], handle_signals=[], concurrency=1)
+            running = Running(worker)
+            await running.started()
+            hung_ready.set()
+            await asyncio.to_thread(hung_stop.wait)
+            hung_runner.append(await running.stop())
+
+    thread = threading.Thread(target=asyncio.run, args=(run_hung(),), name="hung")
+    thread.start()
+    try:
+        assert await asyncio.to_thread(hung_ready.wait, 10)
+        producer = Connection(broker())
+        job = Job("slow_start", store_result=True, connection=producer)
+        await job.enqueue()
+        started = time.monotonic()
+        leases = f"{key_prefix}:{{default}}:leases"
+        await until(lambda: redis_client.zcard(leases) == 1, what="the hung worker took the job")
+        app = Repid(Connection(broker()))
+        async with app.magic(auto_disconnect=True):
+            worker = Worker(routers=[router], handle_signals=[], concurrency=1)
+            running = Running(worker)
+            await running.started()
+            await until(
+                lambda: worker.runner is not None and worker.runner.processed == 1,
+                within=8.0,
+                what="the other worker ran the job",
+            )
+            took = time.monotonic() - started
+            await running.stop()
+        result = await job.result
+        assert result is not None
+        assert result.data == "MainThread"
+        # timeout 0.5 + hang_grace 0.5 + lease 1.0 + reaper 0.2 + one extension period + claim
+        assert took < 0.5 + 0.5 + LEASE_TTL + REAPER + LEASE_TTL / 3 + 1.0, took
+    finally:
+        hung_stop.set()
+        await asyncio.to_thread(thread.join, 20)
+        await producer.disconnect()
+    (runner,) = hung_runner
+    assert runner.counters.lease_lost == 1  # its late outcome was refused
+    final = await job.result
+    assert final is not None
+    assert final.data == "MainThread"  # the refused late outcome changed nothing

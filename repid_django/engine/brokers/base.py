@@ -195,6 +195,11 @@ class MessageBroker(abc.ABC):
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply ``outcomes`` (one round trip); ``False`` where the lease was lost."""
 
+    def started(self, delivery: Delivery, timeout: float) -> None:  # noqa: B027 - optional
+        """The worker starts running ``delivery``, which it stops after ``timeout`` seconds
+        (the actor's, when shorter than the message's). A broker that bounds how long a hung
+        worker keeps a lease uses it; the default does nothing."""
+
     @abc.abstractmethod
     async def list_messages(
         self, queue: str, *, delayed: bool = False, offset: int = 0, limit: int = 100

@@ -43,3 +43,45 @@ class Counters:
                 self.failed += 1
         else:
             self.rejected += 1
+
+
+class CountedRun:
+    """Read-only views of a run's :class:`Counters` (``runner.processed`` ...)."""
+
+    counters: Counters
+
+    @property
+    def processed(self) -> int:
+        return self.counters.processed
+
+    @property
+    def succeeded(self) -> int:
+        return self.counters.succeeded
+
+    @property
+    def failed(self) -> int:
+        return self.counters.failed
+
+    @property
+    def retried(self) -> int:
+        return self.counters.retried
+
+    @property
+    def dead(self) -> int:
+        return self.counters.dead
+
+    @property
+    def rejected(self) -> int:
+        return self.counters.rejected
+
+    @property
+    def lease_lost(self) -> int:
+        return self.counters.lease_lost
+
+    @property
+    def claimed(self) -> int:
+        return self.counters.claimed
+
+    @property
+    def unknown(self) -> int:
+        return self.counters.unknown

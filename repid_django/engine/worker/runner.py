@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ..actor import Actor
 from ..brokers.base import Delivery, Outcome, OutcomeKind
 from . import signals
-from .counters import Counters
+from .counters import CountedRun, Counters
 from .emitter import Emitter
 from .events import EventKind, WorkerInfo
 from .options import RunOptions
@@ -49,7 +49,7 @@ CANCEL_WAIT = 5.0
 """Seconds cancelled actors get to unwind at shutdown."""
 
 
-class _Runner:
+class _Runner(CountedRun):
     """A worker run and its counters (``processed`` ..., read from :attr:`counters`; see
     :class:`~.counters.Counters` for what each counts)."""
 
@@ -105,43 +105,6 @@ class _Runner:
             f"<_Runner {self.worker_id} {self.state}: processed={self.processed} "
             f"failed={self.failed} rejected={self.rejected}>"
         )
-
-    # counters --------------------------------------------------------------------------------
-    @property
-    def processed(self) -> int:
-        return self.counters.processed
-
-    @property
-    def succeeded(self) -> int:
-        return self.counters.succeeded
-
-    @property
-    def failed(self) -> int:
-        return self.counters.failed
-
-    @property
-    def retried(self) -> int:
-        return self.counters.retried
-
-    @property
-    def dead(self) -> int:
-        return self.counters.dead
-
-    @property
-    def rejected(self) -> int:
-        return self.counters.rejected
-
-    @property
-    def lease_lost(self) -> int:
-        return self.counters.lease_lost
-
-    @property
-    def claimed(self) -> int:
-        return self.counters.claimed
-
-    @property
-    def unknown(self) -> int:
-        return self.counters.unknown
 
     @property
     def running(self) -> int:
@@ -299,6 +262,7 @@ class _Runner:
     def _start(self, delivery: Delivery, actor: Actor) -> None:
         if self._emitter is not None:
             self._emitter.job(EventKind.STARTED, delivery.message)
+        self._broker.started(delivery, actor.timeout_for(delivery.message))
         task = asyncio.get_running_loop().create_task(self._processor.process(delivery, actor))
         self._tasks[task] = delivery
         task.add_done_callback(self._on_done)

@@ -224,6 +224,9 @@ class RedisConsumerMixin:
             )
             await asyncio.sleep(min(seconds, self.max_backoff))
 
+    def started(self, delivery: Delivery, timeout: float) -> None:
+        self.keeper.started(delivery, timeout)
+
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
             return []

@@ -122,6 +122,13 @@ class LeaseKeeper:
                 key = (d.message.queue, d.message.id)
                 self._held[key] = _Held(d.token, d.message.timeout + grace, beat)
 
+    def started(self, delivery: Delivery, timeout: float) -> None:
+        """``delivery`` runs now, stopped after ``timeout`` seconds by a healthy loop."""
+        with self._lock:
+            held = self._held.get((delivery.message.queue, delivery.message.id))
+            if held is not None and held.token == delivery.token:
+                held.budget = timeout + self._hang_grace
+
     def finishing(self, deliveries: Iterable[Delivery]) -> None:
         """Their outcomes are on their way: still extend, but a lease found gone is no news
         (the finish removed it)."""
