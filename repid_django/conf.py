@@ -26,8 +26,9 @@ Key                        Default            Meaning
 ``MAX_LOST``               ``3``              lost leases before a job is dead-lettered
                                               as ``worker_lost``
 ``MAX_MESSAGE_SIZE``       ``524288``         bytes; bigger jobs are refused at enqueue
-``RESULT_TTL``             ``86400.0``        seconds results are kept (when the job
-                                              does not say)
+``RESULT_TTL``             ``3600.0``         seconds results are kept (when the job
+                                              does not say); jobs store one only when
+                                              useful (``store_result``, see the docs)
 ``ENQUEUE_TIMEOUT``        ``2.0``            seconds an enqueue may take in all (connect,
                                               retries, reply) before it fails with a
                                               ``ConnectionError``: a web request never
@@ -72,7 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "REAPER_INTERVAL": 5.0,
     "MAX_LOST": 3,
     "MAX_MESSAGE_SIZE": 512 * 1024,
-    "RESULT_TTL": 86_400.0,
+    "RESULT_TTL": 3_600.0,
     "ENQUEUE_TIMEOUT": 2.0,
     "MIRROR": True,
     "MIRROR_FLUSH_INTERVAL": 1.0,

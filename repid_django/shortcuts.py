@@ -30,7 +30,7 @@ from django.db import transaction
 
 from .engine.actor import Actor
 from .engine.connection import Call, Connection
-from .engine.job import DEFAULT_RESULT_TTL, DEFAULT_TIMEOUT, Job
+from .engine.job import DEFAULT_TIMEOUT, Job
 from .engine.priorities import PrioritiesT
 from .engine.retry import RetryPolicyT
 from .engine.serializer import JSON
@@ -159,7 +159,8 @@ class ActorFunction[**P, R]:
         result_ttl: timedelta | float | None = None,
         using: str | None = None,
     ) -> BoundJob[P]:
-        """Options for the next enqueue (``using``: the database alias for on-commit)."""
+        """Options for the next enqueue (``using``: the database alias for on-commit); an
+        option left ``None`` keeps the actor's default."""
         given = {
             "queue": queue,
             "priority": priority,
@@ -206,8 +207,8 @@ def actor[**P, R](
     timeout: timedelta | float | None = None,
     retries: int = 0,
     priority: PrioritiesT | int = PrioritiesT.MEDIUM,
-    store_result: bool = True,
-    result_ttl: timedelta | float | None = DEFAULT_RESULT_TTL,
+    store_result: bool | None = None,
+    result_ttl: timedelta | float | None = None,
 ) -> Callable[[Callable[P, R]], ActorFunction[P, R]]: ...
 
 
@@ -222,14 +223,17 @@ def actor[**P, R](
     timeout: timedelta | float | None = None,
     retries: int = 0,
     priority: PrioritiesT | int = PrioritiesT.MEDIUM,
-    store_result: bool = True,
-    result_ttl: timedelta | float | None = DEFAULT_RESULT_TTL,
+    store_result: bool | None = None,
+    result_ttl: timedelta | float | None = None,
 ) -> ActorFunction[P, R] | Callable[[Callable[P, R]], ActorFunction[P, R]]:
     """Register an actor of the project: ``@actor`` or ``@actor(name=..., queue=...)``.
 
     ``name``, ``queue``, ``run_in_process``, ``retry_policy`` and ``timeout`` are the actor's
     (as for ``@router.actor``); ``retries``, ``priority``, ``store_result`` and ``result_ttl``
-    are the defaults of the jobs its helpers enqueue (``timeout`` too).
+    are the defaults of the jobs its helpers enqueue (``timeout`` too). As for
+    :class:`~repid_django.engine.job.Job`, ``store_result=None`` (auto) keeps a result only
+    when it is worth reading (not a ``None`` returned by a one-off job) and
+    ``result_ttl=None`` keeps it for ``REPID["RESULT_TTL"]`` (an hour by default).
     """
 
     def register(func: Callable[P, R]) -> ActorFunction[P, R]:

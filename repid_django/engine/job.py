@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -11,13 +12,15 @@ from .connection import Call, Connection, run_anywhere
 from .message import Message, new_id, new_ids, new_message
 from .priorities import PrioritiesT, validate_priority
 from .queue import Queue
-from .results import JobResult
+from .results import DEFAULT_RESULT_TTL_SECONDS, JobResult
 from .serializer import JSON, check_json, is_plain_flat
 
 DEFAULT_TIMEOUT = timedelta(minutes=10)
-DEFAULT_RESULT_TTL = timedelta(days=1)
+DEFAULT_RESULT_TTL = timedelta(seconds=DEFAULT_RESULT_TTL_SECONDS)
+"""How long brokers keep a result by default (an hour): ``RESULT_TTL`` in the Django settings,
+``result_ttl`` of :class:`~.brokers.redis.RedisMessageBroker`. A job's own ``result_ttl``
+overrides it."""
 _DEFAULT_TIMEOUT_S = DEFAULT_TIMEOUT.total_seconds()
-_DEFAULT_RESULT_TTL_S = DEFAULT_RESULT_TTL.total_seconds()
 _MEDIUM = PrioritiesT.MEDIUM
 
 
@@ -42,6 +45,11 @@ class Job:
     message id; with it the job is unique while queued or running.
     ``deferred_until`` delays the first run; ``deferred_by`` delays it too and then repeats the
     job at that interval (recurring). ``ttl`` drops a run that has not started in time.
+
+    ``store_result``: ``None`` (auto, the default) keeps a result when it is worth reading (a
+    failure, a return value other than ``None``, any run of a recurring job), ``True`` keeps
+    every run's, ``False`` none. ``result_ttl`` is how long it is kept; ``None`` (the default)
+    leaves it to the broker (``RESULT_TTL``, an hour unless configured).
     """
 
     __slots__ = (
@@ -73,8 +81,8 @@ class Job:
         deferred_until: datetime | float | None = None,
         deferred_by: timedelta | float | None = None,
         ttl: timedelta | float | None = None,
-        store_result: bool = True,
-        result_ttl: timedelta | float | None = DEFAULT_RESULT_TTL,
+        store_result: bool | None = None,
+        result_ttl: timedelta | float | None = None,
         *,
         connection: Connection | None = None,
     ) -> None:
@@ -111,11 +119,8 @@ class Job:
             )
         self.deferred_by = None if deferred_by is None else _seconds(deferred_by, "deferred_by")
         self.ttl = None if ttl is None else _seconds(ttl, "ttl")
-        self.store_result = bool(store_result)
-        if result_ttl is DEFAULT_RESULT_TTL:
-            self.result_ttl: float | None = _DEFAULT_RESULT_TTL_S
-        else:
-            self.result_ttl = _seconds(result_ttl, "result_ttl")
+        self.store_result = None if store_result is None else bool(store_result)
+        self.result_ttl = None if result_ttl is None else _seconds(result_ttl, "result_ttl")
         self._connection = connection
         self.last_id: str | None = id_
 
@@ -181,18 +186,33 @@ class Job:
 
     @property
     def result(self) -> Call[JobResult | None]:
-        """The stored result of the last enqueued run: ``await job.result`` (``None`` if none)."""
+        """The result of the last enqueued run: ``await job.result`` (``job.result.value`` in
+        sync code); ``None`` while it waits, runs or will be retried.
+
+        A run that ended without a stored result still gets one, with ``stored=False``: a
+        success with no data when its message is gone (the run returned ``None`` and its job
+        stores results only when useful), a failure rebuilt from its dead letter otherwise.
+        One round trip either way. With a separate results broker this is the stored result
+        or ``None`` (auto jobs are then sent with ``store_result=True``, see :func:`_send`).
+        """
         job_id = self.last_id
         if job_id is None:
             raise RuntimeError(f"job {self.name!r} has not been enqueued yet: no result to fetch")
 
         queue = self.queue.name
+        name = self.name
 
         async def work(connection: Connection) -> JobResult | None:
-            return await _results(connection).get_result(job_id, queue)
+            results = _results(connection)
+            if connection.results_apart:
+                return await results.get_result(job_id, queue)
+            return _named(await results.job_result(job_id, queue), name)
 
         def sync(connection: Connection) -> JobResult | None:
-            return _results(connection).get_result_sync(job_id, queue)
+            results = _results(connection)
+            if connection.results_apart:
+                return results.get_result_sync(job_id, queue)
+            return _named(results.job_result_sync(job_id, queue), name)
 
         return run_anywhere(work, self._connection, sync, sync_on="results")
 
@@ -208,17 +228,36 @@ def enqueue_many(jobs: Sequence[Job], connection: Connection | None = None) -> C
 
 
 def _send[T](messages: Sequence[Message], reply: T, connection: Connection | None) -> Call[T]:
-    """Enqueue ``messages`` from sync or async code; the call resolves to ``reply``."""
+    """Enqueue ``messages`` from sync or async code; the call resolves to ``reply``.
+
+    Over a connection whose results live in another broker, auto ``store_result`` is sent as
+    ``True``: the worker stores those results after the message is gone, so a lookup could not
+    tell "ended with nothing stored" from "stored in a moment".
+    """
 
     async def work(conn: Connection) -> T:
-        await conn.message_broker.enqueue(messages)
+        await conn.message_broker.enqueue(_storing(messages) if conn.results_apart else messages)
         return reply
 
     def sync(conn: Connection) -> T:
-        conn.message_broker.enqueue_sync(messages)
+        conn.message_broker.enqueue_sync(_storing(messages) if conn.results_apart else messages)
         return reply
 
     return run_anywhere(work, connection, sync)
+
+
+def _storing(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` with auto ``store_result`` made ``True``."""
+    return [
+        m if m.store_result is not None else m.with_changes(store_result=True) for m in messages
+    ]
+
+
+def _named(result: JobResult | None, actor: str) -> JobResult | None:
+    """A result rebuilt without its actor's name gets the job's."""
+    if result is None or result.actor:
+        return result
+    return dataclasses.replace(result, actor=actor)
 
 
 def _results(connection: Connection) -> ResultBroker:

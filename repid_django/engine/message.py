@@ -57,6 +57,12 @@ class Message:
 
     Times are Unix timestamps in seconds. ``attempt`` counts the failed runs already spent
     (0 for a first run); a run fails for good when ``attempt == retries``.
+
+    ``store_result``: ``True`` stores every run's result, ``False`` none, ``None`` (auto, the
+    default) what is worth reading: a failure, a return value other than ``None``, and every
+    run of a recurring job. On the wire auto is ``"store_result": true`` with
+    ``"store_none": false``, so a worker that predates auto reads it as ``True`` (it stores
+    everything, as it always did), and a body without ``store_none`` means what it always meant.
     """
 
     id: str
@@ -70,7 +76,7 @@ class Message:
     ttl: float | None = None
     run_at: float | None = None
     deferred_by: float | None = None
-    store_result: bool = True
+    store_result: bool | None = None
     result_ttl: float | None = None
     unique: bool = False
     unknown_count: int = 0
@@ -91,7 +97,7 @@ class Message:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, JSON]:
-        return {
+        data: dict[str, JSON] = {
             "v": WIRE_VERSION,
             "id": self.id,
             "actor": self.actor,
@@ -104,12 +110,15 @@ class Message:
             "ttl": self.ttl,
             "run_at": self.run_at,
             "deferred_by": self.deferred_by,
-            "store_result": self.store_result,
+            "store_result": self.store_result is not False,
             "result_ttl": self.result_ttl,
             "unique": self.unique,
             "unknown_count": self.unknown_count,
             "enqueued_at": self.enqueued_at,
         }
+        if self.store_result is None:
+            data["store_none"] = False
+        return data
 
 
 _new = object.__new__
@@ -150,7 +159,7 @@ def new_message(  # noqa: PLR0917 - one parameter per field, in field order
     ttl: float | None,
     run_at: float | None,
     deferred_by: float | None,
-    store_result: bool,
+    store_result: bool | None,
     result_ttl: float | None,
     unique: bool,
     enqueued_at: float,
@@ -263,6 +272,13 @@ def _time(data: dict[str, Any], name: str, optional: bool) -> float | None:
     return stamp
 
 
+def _store_result(data: dict[str, Any]) -> bool | None:
+    """``store_result`` as sent: ``None`` (auto) for ``true`` with ``"store_none": false``."""
+    store: bool = _field(data, "store_result", (bool,), False)
+    store_none = _field(data, "store_none", (bool,), True)
+    return None if store and store_none is False else store
+
+
 def decode(body: bytes | str, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Message:
     """Parse and validate a message body; raises :class:`MessageDecodeError` with a reason.
 
@@ -299,7 +315,7 @@ def decode(body: bytes | str, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Messa
         ttl=_seconds(data, "ttl", True),
         run_at=_time(data, "run_at", True),
         deferred_by=_seconds(data, "deferred_by", True),
-        store_result=_field(data, "store_result", (bool,), False),
+        store_result=_store_result(data),
         result_ttl=_seconds(data, "result_ttl", True),
         unique=bool(_field(data, "unique", (bool,), True)),
         unknown_count=_int(data, "unknown_count", 0, MAX_COUNT, True),

@@ -15,7 +15,9 @@ task.aenqueue()`` over the event loop's own); ``runworker`` runs it with the pro
 actors. The job goes to ``task.queue_name`` with ``task.priority`` (Django's -100..100 scale is
 the engine's) and ``run_after`` as its ``deferred_until``. The result id is the job's message id,
 ``"<queue>:<uuid hex>"``, so ``get_result(id)`` reads everything from the queue's keys in one
-round trip (see ``backend_results``). Results are kept for ``REPID["RESULT_TTL"]``.
+round trip (see ``backend_results``). Every task's result is stored (``store_result=True``:
+a ``TaskResult`` is rebuilt from it, even for a task that returns ``None``) and kept for
+``REPID["RESULT_TTL"]`` (an hour by default).
 
 Django 6's ``django.tasks`` has no enqueue-on-commit option; inside ``transaction.atomic()``
 use ``transaction.on_commit(functools.partial(my_task.enqueue, ...))``.
@@ -114,6 +116,7 @@ class RepidTaskBackend(BaseTaskBackend):
             args=dict(payload),
             timeout=self.timeout,
             deferred_until=task.run_after,
+            store_result=True,  # get_result rebuilds the TaskResult from it
         )
         message = job.to_message(now).with_changes(id=result_id)
         task_result: TaskResult[P, R] = TaskResult(

@@ -8,8 +8,8 @@ queue's keys (one Redis Cluster slot) tells everything:
 * else the live message body: ``RUNNING`` while a worker holds its lease, ``READY`` before
   (waiting or deferred);
 * else a dead letter with no result (the worker was lost, the run expired ...): ``FAILED``;
-* else nothing (never enqueued, or its result expired after ``RESULT_TTL``):
-  ``TaskResultDoesNotExist``.
+* else nothing (never enqueued, or its result expired after ``RESULT_TTL``, an hour by
+  default): ``TaskResultDoesNotExist``.
 """
 
 from __future__ import annotations

@@ -184,7 +184,8 @@ def test_to_message_fields_match_the_job() -> None:
         queue="default",
         priority=0,
         timeout=600.0,
-        result_ttl=86400.0,
+        store_result=None,  # auto: a result only when worth reading
+        result_ttl=None,  # the broker's RESULT_TTL
         unique=True,
         enqueued_at=1.0,
     )

@@ -108,7 +108,7 @@ async def test_non_json_return_value_is_a_clear_failure(broker: InMemoryMessageB
 
 
 @pytest.mark.usefixtures("conn", "queue")
-async def test_store_result_false_stores_nothing() -> None:
+async def test_store_result_false_stores_nothing(broker: InMemoryMessageBroker) -> None:
     worker = quiet(burst=True)
 
     @worker.actor
@@ -118,7 +118,10 @@ async def test_store_result_false_stores_nothing() -> None:
     job = Job("quietly", store_result=False)
     await job.enqueue()
     assert (await worker.run()).succeeded == 1
-    assert await job.result is None
+    assert await broker.get_result(job.last_id or "") is None
+    ended = await job.result  # the job is over: rebuilt, its value unknown
+    assert ended is not None
+    assert (ended.success, ended.data, ended.stored, ended.actor) == (True, None, False, "quietly")
 
 
 @pytest.mark.usefixtures("conn", "queue")

@@ -132,6 +132,18 @@ class ResultBroker(abc.ABC):
     async def store_results(self, results: Sequence[tuple[JobResult, float | None]]) -> None:
         """Store ``(result, ttl_seconds)`` pairs (used when results live apart from messages)."""
 
+    async def job_result(self, job_id: str, queue: str = "default") -> JobResult | None:
+        """What ``job.result`` reads when this broker holds the job's messages too: the stored
+        result; else ``None`` while the job waits, runs or will be retried; else a result with
+        ``stored=False`` rebuilt from how it ended (its dead letter, or a success with no data:
+        see :func:`~repid_django.engine.results.unstored`). Its ``actor`` may be empty. The
+        default, for a broker that cannot tell, is :meth:`get_result`."""
+        return await self.get_result(job_id, queue)
+
+    def job_result_sync(self, job_id: str, queue: str = "default") -> JobResult | None:
+        """:meth:`job_result` for sync code; only when ``supports_sync``."""
+        return self.get_result_sync(job_id, queue)
+
 
 class MessageBroker(abc.ABC):
     """Moves messages between producers and workers; see the module docstring."""

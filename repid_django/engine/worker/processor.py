@@ -4,6 +4,13 @@ The worker loop (``runner.py``) decides *when* a message runs; this module decid
 run means: success (ACK, with a result), failure (RETRY after the actor's retry policy, or DEAD
 after the last try), timeout (a failure), or an unknown actor (REJECT back to the queue after a
 short, growing delay, then DEAD as ``unknown_actor``). Nothing here touches the broker.
+
+Which results are kept follows the message's ``store_result``: every run's (``True``), none
+(``False``), or with auto (``None``, the default) what is worth reading: a failure that ends
+the job, a return value other than ``None``, and every run of a recurring job (its message
+never goes away, so nothing else would tell that it ran). A successful ``None`` of a one-off
+job is then not stored at all: the result lookup tells it from a run not yet over by its
+message being gone (see ``Job.result``).
 """
 
 from __future__ import annotations
@@ -147,7 +154,10 @@ class Processor:
         try:
             async with deadline:
                 value = await self._invoke(actor, message.args)
-            if message.store_result:
+            store = message.store_result
+            if store is None:  # auto: a None of a one-off job is not worth a result
+                store = value is not None or message.deferred_by is not None
+            if store:
                 check_json(value, f"the return value of actor {actor.name!r}")
         except TimeoutError as exc:
             if deadline.expired():
@@ -160,7 +170,7 @@ class Processor:
         except Exception as exc:
             return self._failed(delivery, actor, started, error_text(exc))
         now = time.time()
-        result = _result(message, started, now, data=value) if message.store_result else None
+        result = _result(message, started, now, data=value) if store else None
         run_at = None if message.deferred_by is None else now + message.deferred_by
         return Outcome(delivery, OutcomeKind.ACK, result=result, run_at=run_at)
 
@@ -217,7 +227,7 @@ class Processor:
     ) -> Outcome:
         message = delivery.message
         result = None
-        if message.store_result:
+        if message.store_result is not False:  # auto keeps failures: few, and worth reading
             result = _result(message, started, now, error=error, timed_out=timed_out)
         run_at = None if message.deferred_by is None else now + message.deferred_by
         return Outcome(

@@ -14,10 +14,11 @@ from collections.abc import Iterator, Sequence
 from ...message import Message, MessageDecodeError, decode, encode_checked
 from ...results import JobResult
 from ..base import DeadLetter
+from .results import InMemoryResultsMixin
 from .state import Entry, Lease, QueueState, ResultStore, Waiters
 
 
-class InMemoryAdminMixin:
+class InMemoryAdminMixin(InMemoryResultsMixin):
     """Operations on the state the broker keeps (see :class:`~.broker.InMemoryMessageBroker`)."""
 
     max_message_size: int

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...message import Message, MessageDecodeError
-from ...results import JobResult, stamp
+from ...results import DEFAULT_RESULT_TTL_SECONDS, JobResult, stamp
 from ...serializer import dumps, loads
 from ..base import DeadLetter, DeadReason
 
@@ -168,7 +168,7 @@ class ResultStore:
             stored = self._results.get(job_id)
             if stored is not None and stored[1] is not None and stored[1] <= now:
                 del self._results[job_id]
-        expires_at = None if ttl is None else now + ttl
+        expires_at = now + (DEFAULT_RESULT_TTL_SECONDS if ttl is None else ttl)
         self._results[result.job_id] = (dumps(result.to_dict()), expires_at)
         if expires_at is not None:
             heapq.heappush(expiry, (expires_at, result.job_id))

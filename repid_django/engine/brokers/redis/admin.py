@@ -20,9 +20,10 @@ from ...serializer import dumps, loads
 from ..base import DeadLetter
 from .codec import dead_letter, text
 from .keys import loose_result_key, result_key
+from .results import RedisResultsMixin
 
 
-class RedisAdminMixin:
+class RedisAdminMixin(RedisResultsMixin):
     prefix: str
     max_message_size: int
     result_ttl: float

@@ -115,7 +115,7 @@ class RedisMessageBroker(
         reaper_interval: float = 5.0,
         max_lost: int = 3,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        result_ttl: float = DAY,
+        result_ttl: float = 3_600.0,
         dead_letter_ttl: float = 7 * DAY,
         dead_letter_max: int = 10_000,
         ssl_ca_certs: str | None = None,

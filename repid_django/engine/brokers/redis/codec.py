@@ -52,7 +52,7 @@ def outcome_args(outcome: Outcome, now: float, result_ttl: float) -> list[Any]:
     message = delivery.message
     kind = outcome.kind
     result: bytes | str = ""
-    if outcome.result is not None and message.store_result:
+    if outcome.result is not None and message.store_result is not False:
         result = dumps(outcome.result.to_dict())
     ttl_ms = result_ttl_ms(message.result_ttl or result_ttl)
     plain = kind is OutcomeKind.ACK and message.deferred_by is None
