@@ -20,6 +20,7 @@ from .queue import Queue
 from .results import JobResult
 from .retry import RetryPolicyT, default_retry_policy_factory
 from .router import Router
+from .schedules import Schedule, ScheduleError
 from .worker.events import EventKind, JobEvent, WorkerInfo, WorkerListener
 from .worker.worker import Worker
 
@@ -43,6 +44,8 @@ __all__ = [
     "ResultBroker",
     "RetryPolicyT",
     "Router",
+    "Schedule",
+    "ScheduleError",
     "Worker",
     "WorkerInfo",
     "WorkerListener",

@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from .queue import validate_queue_name
 from .retry import RetryPolicyT, default_retry_policy
+from .schedules.spec import Schedule, ScheduleError
+
+ScheduleSpec = str | timedelta | float | Schedule
+"""``@actor(schedule=...)``: a cron string, an interval (timedelta or seconds) or a Schedule."""
 
 if TYPE_CHECKING:
     from .message import Message
@@ -20,7 +24,8 @@ class Actor:
     """An actor: ``fn`` called for jobs named ``name`` on ``queue``.
 
     ``timeout`` (seconds), when set, caps the job's own timeout. Sync functions run in the
-    worker's thread pool, or in its process pool with ``run_in_process=True``.
+    worker's thread pool, or in its process pool with ``run_in_process=True``. ``schedule``:
+    the actor also runs periodically (a :class:`~.schedules.Schedule` named after the actor).
     """
 
     name: str
@@ -29,6 +34,7 @@ class Actor:
     run_in_process: bool = False
     retry_policy: RetryPolicyT = default_retry_policy
     timeout: float | None = None
+    schedule: Schedule | None = None
 
     @property
     def is_async(self) -> bool:
@@ -50,6 +56,7 @@ class Actor:
         run_in_process: bool = False,
         retry_policy: RetryPolicyT | None = None,
         timeout: timedelta | float | None = None,
+        schedule: ScheduleSpec | None = None,
     ) -> Actor:
         if not callable(fn):
             raise TypeError(f"an actor must be a function, got {fn!r}")
@@ -73,4 +80,19 @@ class Actor:
             run_in_process=run_in_process,
             retry_policy=retry_policy or default_retry_policy,
             timeout=None if seconds is None else float(seconds),
+            schedule=None if schedule is None else as_schedule(schedule, actor_name, queue),
         )
+
+
+def as_schedule(spec: ScheduleSpec, actor: str, queue: str) -> Schedule:
+    """The schedule of ``@actor(schedule=spec)``: named after the actor, on its queue."""
+    if isinstance(spec, Schedule):
+        return spec
+    if isinstance(spec, str):
+        return Schedule(name=actor, actor=actor, cron=spec, queue=queue)
+    if isinstance(spec, timedelta | int | float) and not isinstance(spec, bool):
+        return Schedule(name=actor, actor=actor, every=spec, queue=queue)
+    raise ScheduleError(
+        f"actor {actor!r}: schedule must be a cron string, an interval (timedelta or seconds) "
+        f"or a Schedule, got {spec!r}"
+    )

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from .actor import Actor
+from .actor import Actor, ScheduleSpec
 from .retry import RetryPolicyT
+from .schedules.spec import Schedule
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +36,7 @@ class Router:
         run_in_process: bool = False,
         retry_policy: RetryPolicyT | None = None,
         timeout: timedelta | float | None = None,
+        schedule: ScheduleSpec | None = None,
     ) -> Callable[[F], F]: ...
 
     def actor(
@@ -47,6 +49,7 @@ class Router:
         run_in_process: bool = False,
         retry_policy: RetryPolicyT | None = None,
         timeout: timedelta | float | None = None,
+        schedule: ScheduleSpec | None = None,
     ) -> F | Callable[[F], F]:
         """Register an actor: ``@router.actor`` or ``@router.actor(name=..., queue=...)``."""
 
@@ -59,6 +62,7 @@ class Router:
                     run_in_process=run_in_process,
                     retry_policy=retry_policy,
                     timeout=timeout,
+                    schedule=schedule,
                 )
             )
             return func
@@ -79,3 +83,8 @@ class Router:
     def queues(self) -> list[str]:
         """The queues this router's actors listen on, sorted."""
         return sorted({actor.queue for actor in self.actors.values()})
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        """The schedules of this router's actors (``@actor(schedule=...)``)."""
+        return [a.schedule for a in self.actors.values() if a.schedule is not None]

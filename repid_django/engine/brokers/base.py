@@ -207,6 +207,16 @@ class MessageBroker(abc.ABC):
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply ``outcomes`` (one round trip); ``False`` where the lease was lost."""
 
+    async def fire(self, queue: str, schedule: str, tick: float, message: Message | None) -> bool:
+        """Handle tick ``tick`` of ``schedule`` (its state lives in ``queue``) once: if no
+        later-or-equal tick was handled, record it and enqueue ``message`` (``None``: only
+        record it). ``True`` when this call enqueued the job. Atomic across processes."""
+        raise NotImplementedError(f"{type(self).__name__} does not run periodic schedules")
+
+    async def schedule_marks(self, queue: str, names: Sequence[str]) -> dict[str, float]:
+        """The last tick handled (Unix seconds) of each of ``names`` that has one."""
+        raise NotImplementedError(f"{type(self).__name__} does not run periodic schedules")
+
     def started(self, delivery: Delivery, timeout: float) -> None:  # noqa: B027 - optional
         """The worker starts running ``delivery``, which it stops after ``timeout`` seconds
         (the actor's, when shorter than the message's). A broker that bounds how long a hung

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from ..actor import Actor
+from ..schedules.scheduler import ScheduleSource
+from ..schedules.spec import Schedule
 from .events import WorkerListener
 
 
@@ -56,3 +58,7 @@ class RunOptions(Protocol):
     def unknown_actor_delay(self) -> float: ...
     @property
     def unknown_actor_max(self) -> int: ...
+    @property
+    def schedules(self) -> list[Schedule]: ...
+    @property
+    def schedule_source(self) -> ScheduleSource | None: ...

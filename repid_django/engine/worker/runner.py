@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..actor import Actor
 from ..brokers.base import Delivery, Outcome, OutcomeKind
+from ..schedules.scheduler import Scheduler
 from . import signals
 from .counters import CountedRun, Counters
 from .emitter import Emitter
@@ -99,6 +100,8 @@ class _Runner(CountedRun):
             batch_max=worker.finish_batch,
         )
         self._push = self._recorder.push
+        self.scheduler: Scheduler | None = None
+        """The run's scheduler, when it fires schedules."""
 
     def __repr__(self) -> str:
         return (
@@ -169,12 +172,20 @@ class _Runner(CountedRun):
             ", ".join(sorted(self._actors)) or "(none)",
             self._concurrency,
         )
+        schedules = None
+        if not worker.burst and (worker.schedules or worker.schedule_source):
+            self.scheduler = Scheduler(self._broker, worker.schedules, worker.schedule_source)
+            schedules = loop.create_task(self.scheduler.run(), name="repid-schedules")
         try:
             await self._consume()
         except asyncio.CancelledError:
             self.stop(force=True, reason="the worker's task was cancelled")
             raise
         finally:
+            if schedules is not None:
+                schedules.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await schedules
             try:
                 await self._drain()
             finally:

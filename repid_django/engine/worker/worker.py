@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from ..connection import Connection, get_connection
 from ..queue import validate_queue_name
 from ..router import Router
+from ..schedules.scheduler import ScheduleSource
+from ..schedules.spec import Schedule
 from .events import WorkerListener
 from .runner import _Runner
 from .signals import DEFAULT_SIGNALS
@@ -40,6 +42,10 @@ class Worker(Router):
     * ``prefetch``: messages held ready beyond ``concurrency`` (returned at once on shutdown).
     * ``burst``: stop as soon as nothing is ready to run (scripts and tests).
     * ``connection``: default: the current connection (``app.magic()`` or the process default).
+    * ``schedules``: periodic schedules to fire besides the actors' own (``@actor(schedule=)``):
+      :class:`~..schedules.Schedule` objects, or an async callable returning the current ones
+      (read again every two seconds: edits take effect without a restart). Every worker fires
+      them; each tick is enqueued once in all (see :mod:`..schedules.scheduler`).
     """
 
     def __init__(  # noqa: PLR0917 - the seeds' positional order
@@ -66,6 +72,7 @@ class Worker(Router):
         unknown_actor_delay: float = 1.0,
         unknown_actor_max: int = 5,
         name: str | None = None,
+        schedules: Iterable[Schedule] | ScheduleSource | None = None,
     ) -> None:
         super().__init__()
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -99,6 +106,15 @@ class Worker(Router):
         self.unknown_actor_max = unknown_actor_max
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._queues = None if queues is None else [validate_queue_name(q) for q in queues]
+        self.schedule_source: ScheduleSource | None = None
+        self._extra_schedules: list[Schedule] = []
+        if callable(schedules):
+            self.schedule_source = schedules
+        elif schedules is not None:
+            self._extra_schedules = list(schedules)
+            for item in self._extra_schedules:
+                if not isinstance(item, Schedule):
+                    raise TypeError(f"schedules must be Schedule objects, got {item!r}")
         self._connection = connection
         self._runner: _Runner | None = None
 
@@ -111,6 +127,11 @@ class Worker(Router):
         if self._queues is not None:
             return list(self._queues)
         return super().queues
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        """The fixed schedules this worker fires: its actors' and ``schedules=``."""
+        return [*super().schedules, *self._extra_schedules]
 
     @property
     def runner(self) -> _Runner | None:

@@ -32,10 +32,13 @@ from ..base import (
     ResultBroker,
 )
 from .admin import InMemoryAdminMixin
+from .schedules import InMemoryScheduleMixin
 from .state import Entry, Lease, QueueState, ResultStore, Waiters
 
 
-class InMemoryMessageBroker(InMemoryAdminMixin, MessageBroker, ResultBroker):
+class InMemoryMessageBroker(
+    InMemoryScheduleMixin, InMemoryAdminMixin, MessageBroker, ResultBroker
+):
     """A broker in this process's memory. Use it from one event loop.
 
     ``max_message_size`` bounds encoded bodies (``ValueError`` at enqueue); ``dead_letter_limit``

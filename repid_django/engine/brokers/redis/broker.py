@@ -82,6 +82,7 @@ from .consume import RedisConsumerMixin
 from .keys import QUEUE_PARTS, queue_base, registry_key
 from .lease import Heartbeat, LeaseKeeper
 from .produce import RedisProducerMixin
+from .schedules import RedisScheduleMixin
 from .scripts import retrying
 from .url import RedisOptions, redact_url
 from .wire import AsyncWire
@@ -99,7 +100,12 @@ def _positive(name: str, value: float) -> float:
 
 
 class RedisMessageBroker(
-    RedisProducerMixin, RedisConsumerMixin, RedisAdminMixin, MessageBroker, ResultBroker
+    RedisProducerMixin,
+    RedisConsumerMixin,
+    RedisAdminMixin,
+    RedisScheduleMixin,
+    MessageBroker,
+    ResultBroker,
 ):
     """Message and result broker over Redis; see the module docstring."""
 
@@ -305,9 +311,6 @@ class RedisMessageBroker(
     async def declare_queue(self, name: str) -> None:
         await self.client.sadd(registry_key(self.prefix), name)
         self._registered.add(name)
-
-    async def flush_queue(self, name: str) -> int:
-        return int(await self._script("flush", [self._base(name)], []))
 
     async def delete_queue(self, name: str) -> None:
         await self._script("delete", [self._base(name)], [])
