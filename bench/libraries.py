@@ -24,7 +24,7 @@ LIBRARIES = [
         OURS,
         "repid-django",
         "lease, ack after run",
-        "result stored (default, 1 day)",
+        "kept 1 h, none for None (default)",
         "Worker default",
         bulk=True,
         sync=True,

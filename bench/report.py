@@ -31,9 +31,10 @@ def main_table(rows: list[dict[str, Any]]) -> str:
         "| sync enqueue/s (p50 ms) | async enqueue/s | bulk enqueue/s "
         "| processed/s | latency p50 / p99 ms | worker peak RSS MB "
         "| Redis CPU us/job: enqueue / bulk / worker / cycle "
-        "| Redis cmds/job: enqueue / bulk / worker | of which Lua script calls | status |"
+        "| Redis cmds/job: enqueue / bulk / worker | of which Lua script calls "
+        "| Redis bytes/job: waiting / finished | status |"
     )
-    lines = [head, "|" + "---|" * 15]
+    lines = [head, "|" + "---|" * 16]
     for r in rows:
         cmds = " / ".join(_n(r.get(k), ".1f") for k in ("enqueue_cmds", "bulk_cmds", "work_cmds"))
         scripts = " / ".join(
@@ -42,13 +43,14 @@ def main_table(rows: list[dict[str, Any]]) -> str:
         cpu = " / ".join(
             _n(r.get(k), ".1f") for k in ("enqueue_cpu", "bulk_cpu", "work_cpu", "cycle_cpu")
         )
+        mem = f"{_n(r.get('mem_waiting'))} / {_n(r.get('mem_finished'))}"
         run_as = r["concurrency"] + (f"; {r['jobs']:,} jobs" if r.get("jobs") else "")
         lat = f"{_n(r.get('p50_ms'), '.2f')} / {_n(r.get('p99_ms'), '.2f')}"
         lines.append(
             f"| {r['name']} | {r['version']} | {r['ack']}; results: {r['results']} "
             f"| {run_as} | {r.get('loop') or '-'} | {_sync(r)} | {_n(r.get('enqueue_rate'))} "
             f"| {_n(r.get('bulk_rate'))} | {_n(r.get('work_rate'))} | {lat} "
-            f"| {_n(r.get('rss_mb'), '.0f')} | {cpu} | {cmds} | {scripts} | {_status(r)} |"
+            f"| {_n(r.get('rss_mb'), '.0f')} | {cpu} | {cmds} | {scripts} | {mem} | {_status(r)} |"
         )
     return "\n".join(lines)
 
@@ -127,9 +129,11 @@ def ratios(rows: list[dict[str, Any]], ceiling: dict[str, Any], ours: str) -> st
         ("bulk_cpu", "Redis CPU us/job, bulk", True),
         ("work_cpu", "Redis CPU us/job, worker", True),
         ("cycle_cpu", "Redis CPU us/job, whole cycle", True),
+        ("mem_waiting", "Redis bytes per waiting job", True),
+        ("mem_finished", "Redis bytes per finished job", True),
     ):
         b = best(key, low)
-        if b and me.get(key):
+        if b and me.get(key) and b[1] > 0:
             fmt = ",.3f" if key == "sync_p50_ms" else ",.2f" if low else ",.0f"
             out.append(
                 f"- {label}: {me[key]:{fmt}} vs best peer {b[0]} {b[1]:{fmt}} "

@@ -34,7 +34,9 @@ def sync_run(t: Target, calls: int) -> dict[str, Any]:
 def one_run(t: Target, lib: Library, jobs: int, lat_k: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     t.redis.flush()
+    empty = t.redis.data_bytes()
     enq = phases.enqueue(t, jobs, timeout=60 + jobs / 100)
+    waiting = t.redis.data_bytes()
     out.update(
         loop=enq["loop"],
         enqueue_rate=enq["rate"],
@@ -45,7 +47,12 @@ def one_run(t: Target, lib: Library, jobs: int, lat_k: int) -> dict[str, Any]:
         enqueue_commands=enq["commands"],
     )
     wrk = phases.work(t, jobs, timeout=120 + jobs / 10)
+    finished = t.redis.data_bytes()
     out.update(
+        # Redis memory per job: held while the jobs wait (enqueued, no worker yet), and left
+        # behind once all of them ran (results, records, until they expire), workers stopped.
+        mem_waiting=(waiting - empty) / jobs,
+        mem_finished=(finished - empty) / jobs,
         work_rate=wrk["rate"],
         work_cmds=wrk["cmds_per_job"],
         work_scripts=wrk["scripts_per_job"],
@@ -96,6 +103,8 @@ KEYS = [
     "bulk_cpu",
     "work_cpu",
     "cycle_cpu",
+    "mem_waiting",
+    "mem_finished",
 ]
 
 
@@ -149,6 +158,8 @@ class Entry:
             f"enqueue {res['enqueue_cpu']:.1f}, worker {res['work_cpu']:.1f}, "
             f"cycle {res['cycle_cpu']:.1f}"
             + (f", bulk {res['bulk_cpu']:.1f}" if res.get("bulk_cpu") is not None else "")
+            + f"; Redis bytes/job: waiting {res['mem_waiting']:,.0f}, "
+            f"finished {res['mem_finished']:,.0f}"
         )
 
     def summary(self) -> dict[str, Any]:

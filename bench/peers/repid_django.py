@@ -1,9 +1,9 @@
 """repid_django adapter (runs in the project venv): ``Worker`` with its defaults
-(concurrency 100, claims and completions in batches, lease kept by a heartbeat, results stored
-1 day).  Bulk: ``enqueue_many`` (one round trip).  Sync: ``Job(...).enqueue()`` called without
-``await`` from plain sync code (no event loop), over the process's default connection, the way
-a sync Django view calls it.  The async modes run on uvloop when it is installed (the ``fast``
-extra), see ``_common.run``.
+(concurrency 100, claims and completions in batches, lease kept by a heartbeat, results kept
+1 hour when useful: the no-op returns ``None``, which stores nothing).  Bulk: ``enqueue_many``
+(one round trip).  Sync: ``Job(...).enqueue()`` called without ``await`` from plain sync code
+(no event loop), over the process's default connection, the way a sync Django view calls it.
+The async modes run on uvloop when it is installed (the ``fast`` extra), see ``_common.run``.
 
 Scenarios (``--scenario``) for the engine-only measurements: ``noop`` (async no-op), ``sleep``
 (``await asyncio.sleep(0.01)``), ``sync`` (a plain ``def`` run in the worker's thread pool).
