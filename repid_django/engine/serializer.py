@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -46,17 +47,60 @@ def loads(data: bytes | str) -> JSON:
         text = data.decode()  # strict UTF-8: UnicodeDecodeError, a ValueError
     try:
         value = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
-        if "\\ud" in text or "\\uD" in text:  # an escaped surrogate: paired, or lone?
-            _json_dumps(value)
+        if len(text) > _LONGEST_DOUBLE and _LONG_DIGITS.search(text):  # an int beyond a double?
+            json.loads(text, parse_int=_double_range_int)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-    except UnicodeEncodeError:
-        raise ValueError("a string holds a lone surrogate (\\ud800-\\udfff)") from None
+    # The text, not the value: a key given twice keeps only its last value, but orjson
+    # refuses the body for what the first one held.
+    if ("\\ud" in text or "\\uD" in text) and any(_SURROGATE_ESCAPES.findall(text)):
+        raise ValueError("a string holds a lone surrogate (\\ud800-\\udfff)")
+    if len(text) > 2 * _ORJSON_MAX_DEPTH and _nests_deeper(text, _ORJSON_MAX_DEPTH):
+        raise ValueError(f"JSON nested deeper than {_ORJSON_MAX_DEPTH} levels")
     return value
+
+
+_ORJSON_MAX_DEPTH = 1024
+"""orjson reads at most this many levels of nesting."""
+_LONGEST_DOUBLE = 309
+"""Digits of the largest double: an int literal beyond a double has at least as many."""
+_LONG_DIGITS = re.compile(rf"[0-9]{{{_LONGEST_DOUBLE}}}")
+_SURROGATE_ESCAPES = re.compile(
+    r"\\(?:\\"  # an escaped backslash
+    r"|u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"  # a pair
+    r"|(u[dD][89a-fA-F][0-9a-fA-F]{2}))"  # a lone surrogate
+)
+"""An escaped backslash, an escaped surrogate pair, or (the group) a lone escaped surrogate:
+in JSON that parsed, every backslash in a string starts an escape, so matching escaped
+backslashes first keeps the scan aligned."""
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+"""A whole string (skipped) or a bracket."""
+
+
+def _nests_deeper(text: str, limit: int) -> bool:
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        found = match.group()
+        if found in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif found in "]}":
+            depth -= 1
+    return False
 
 
 def _not_json(name: str) -> JSON:
     raise ValueError(f"{name} is not JSON")
+
+
+def _double_range_int(text: str) -> int:
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        raise ValueError(f"number {text[:40]}... is too large for a double") from None
+    return value
 
 
 def _finite_float(text: str) -> float:

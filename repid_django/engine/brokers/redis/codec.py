@@ -26,7 +26,19 @@ def fmt_time(value: float | None) -> str:
 
 
 def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    """A reply as text; bytes that are not UTF-8 (a foreign writer's) shown escaped."""
+    return value.decode(errors="backslashreplace") if isinstance(value, bytes) else value
+
+
+def claimed_id(value: bytes | str) -> str:
+    """A claimed message's id as text that :func:`wire_id` turns back into the same bytes,
+    even when a foreign writer stored an id that is not UTF-8 (it is buried by that id)."""
+    return value.decode(errors="surrogateescape") if isinstance(value, bytes) else value
+
+
+def wire_id(message_id: str) -> str | bytes:
+    """The id as sent to Redis: the bytes it was read from (see :func:`claimed_id`)."""
+    return message_id if message_id.isascii() else message_id.encode(errors="surrogateescape")
 
 
 def printable(raw: bytes | str, limit: int = 500) -> str:
@@ -57,7 +69,7 @@ def outcome_args(outcome: Outcome, now: float, result_ttl: float) -> list[Any]:
     ttl_ms = result_ttl_ms(message.result_ttl or result_ttl)
     plain = kind is OutcomeKind.ACK and message.deferred_by is None
     if plain and (not result or ttl_ms == result_ttl_ms(result_ttl)):
-        return [message.id, result]
+        return [wire_id(message.id), result]
     code = _CODES[kind]
     body: bytes | str = ""
     run_at = outcome.run_at
@@ -78,7 +90,7 @@ def outcome_args(outcome: Outcome, now: float, result_ttl: float) -> list[Any]:
     reason = (outcome.reason or DeadReason.FAILED).value if kind is OutcomeKind.DEAD else ""
     error = (outcome.error or "")[:MAX_ERROR_CHARS]
     return [
-        message.id,
+        wire_id(message.id),
         code,
         result,
         ttl_ms,
@@ -131,7 +143,9 @@ def call_digest(outcomes: Sequence[Outcome]) -> str:
         delivery = outcome.delivery
         message = delivery.message
         digest.update(
-            f"{message.queue}\0{message.id}\0{delivery.token}\0{outcome.kind.value}\n".encode()
+            f"{message.queue}\0{message.id}\0{delivery.token}\0{outcome.kind.value}\n".encode(
+                errors="surrogateescape"
+            )
         )
     return digest.hexdigest()
 
@@ -155,7 +169,7 @@ def decode_claimed(
         if info is not None:
             index, _, count = info[n].partition(",")
             queue, lost = queues[int(index) - 1], int(count)
-        message_id = text(reply[i])
+        message_id = claimed_id(reply[i])
         body = reply[i + 1]
         try:
             message = decode(body, max_size)
@@ -197,6 +211,8 @@ def dead_letter(queue: str, message_id: str, info: bytes, body: bytes, max_size:
     raw: str | None = None
     try:
         message = decode(body, max_size)
+        if message.id != message_id or message.queue != queue:  # buried as decode_error
+            raise MessageDecodeError("stored under another id or queue")
     except MessageDecodeError:
         message, raw = None, printable(body)
     return DeadLetter(
