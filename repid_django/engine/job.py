@@ -189,11 +189,13 @@ class Job:
         """The result of the last enqueued run: ``await job.result`` (``job.result.value`` in
         sync code); ``None`` while it waits, runs or will be retried.
 
-        A run that ended without a stored result still gets one, with ``stored=False``: a
-        success with no data when its message is gone (the run returned ``None`` and its job
-        stores results only when useful), a failure rebuilt from its dead letter otherwise.
-        One round trip either way. With a separate results broker this is the stored result
-        or ``None`` (auto jobs are then sent with ``store_result=True``, see :func:`_send`).
+        A job that ended without a stored result still gets one, with ``stored=False``: a
+        failure rebuilt from its dead letter when it was dead-lettered, else a success with no
+        data (its run returned ``None`` and it stores results only when useful; an expired
+        result, a cancelled message or an id never sent read the same, see
+        :func:`~.results.unstored`). One round trip either way. With a separate results
+        broker this is the stored result or ``None``: auto jobs are sent with
+        ``store_result=True`` there.
         """
         job_id = self.last_id
         if job_id is None:
