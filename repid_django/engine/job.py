@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from .brokers.base import ResultBroker
 from .connection import Call, Connection, run_anywhere
-from .message import Message, new_id, new_ids, new_message
+from .message import MAX_COUNT, MAX_SECONDS, Message, new_id, new_ids, new_message
 from .priorities import PrioritiesT, validate_priority
 from .queue import Queue
 from .results import DEFAULT_RESULT_TTL_SECONDS, JobResult
@@ -32,8 +32,11 @@ def _seconds(
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise TypeError(f"{name} must be a timedelta or a number of seconds, got {value!r}")
-    if seconds < 0 or (seconds == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a positive duration, got {value!r}")
+    if seconds < 0 or (seconds == 0 and not allow_zero) or not seconds <= MAX_SECONDS:
+        raise ValueError(
+            f"{name} must be a positive duration of at most {MAX_SECONDS} seconds (about 317 "
+            f"years), got {value!r}"
+        )
     return float(seconds)
 
 
@@ -100,8 +103,12 @@ class Job:
                 f"got {type(args).__name__}"
             )
         self.args = list(args) if isinstance(args, tuple) else args
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        if (
+            isinstance(retries, bool)
+            or not isinstance(retries, int)
+            or not 0 <= retries <= MAX_COUNT
+        ):
+            raise ValueError(f"retries must be an int from 0 to 2**63 - 1, got {retries!r}")
         self.retries = retries
         if timeout is DEFAULT_TIMEOUT:
             self.timeout = _DEFAULT_TIMEOUT_S

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,8 @@ from repid_django.engine.brokers.redis.codec import text
 from repid_django.engine.brokers.redis.keys import queue_base
 from repid_django.engine.message import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_COUNT,
+    MAX_SECONDS,
     Message,
     MessageDecodeError,
     decode,
@@ -242,6 +245,22 @@ def test_hostile_body_is_a_decode_error(path: str, make: Callable[[str], bytes])
     with json_path(path), pytest.raises(MessageDecodeError) as refused:
         decode(make("a"))
     assert refused.value.reason == "decode_error"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"timeout": MAX_SECONDS + 1},
+        {"ttl": math.inf},
+        {"deferred_by": math.nan},
+        {"result_ttl": 1e306},
+        {"retries": MAX_COUNT + 1},
+    ],
+)
+def test_a_job_refuses_what_a_worker_would_dead_letter(fields: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=r"at most|from 0 to"):
+        Job("x", **fields)  # type: ignore[arg-type]
+    Job("x", timeout=MAX_SECONDS, retries=MAX_COUNT)
 
 
 @pytest.mark.parametrize("path", PATHS)
