@@ -58,10 +58,10 @@ class Case(NamedTuple):
 
 
 CASES = {
-    "always": Case(True, "always", False, 0.6),
+    "always": Case(True, "always", False, 1.0),
     "everysec": Case(True, "everysec", False, RECENT + 0.5),
     "off": Case(False, None, False, 0.6),
-    "always-machine": Case(True, "always", True, 0.6),
+    "always-machine": Case(True, "always", True, 1.0),
     "everysec-machine": Case(True, "everysec", True, RECENT + 0.5),
 }
 
@@ -207,10 +207,7 @@ def surviving(server: RedisServer, prefix: str, ids: list[str]) -> list[bool]:
     """For each of ``ids``: whether the restarted server still holds the job (body and queue)."""
     with server.client() as client:
         bodies = client.hmget(f"{prefix}:{{d}}:msgs", ids)
-        pipe = client.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.zscore(f"{prefix}:{{d}}:ready", job_id)
-        queued = pipe.execute()
+        queued = client.zmscore(f"{prefix}:{{d}}:ready", ids)
     found = [body is not None for body in bodies]
     # One enqueue writes body and queue entry in one script: a crash keeps both or neither.
     assert found == [score is not None for score in queued]
@@ -223,7 +220,7 @@ def test_a_redis_crash_loses_what_its_persistence_setting_says(
     name, (_, fsync, machine, seconds) = case
     stream = crash_while_enqueueing(server, key_prefix, seconds)
     acked = len(stream.ids)
-    assert acked > 100, "the stream was too short to say anything"
+    assert acked >= 20, "the stream was too short to say anything"
     if machine:
         drop_unsynced(server.directory)
     server.start()  # the same port and data directory: Redis loads what it kept on disk
