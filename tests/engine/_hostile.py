@@ -11,9 +11,12 @@ import contextlib
 import importlib.util
 import json
 import math
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,6 +27,12 @@ from repid_django.engine import serializer
 from repid_django.engine.message import MAX_COUNT, MAX_SECONDS, Message
 
 PATHS = ("orjson", "stdlib")
+
+# With database=None Hypothesis saves no examples, but it still caches unicode tables and
+# source constants in its storage directory: keep that out of the working tree.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "repid-django-hypothesis")
+)
 
 
 @contextlib.contextmanager
