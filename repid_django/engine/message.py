@@ -229,6 +229,9 @@ def _field(data: dict[str, Any], name: str, kinds: tuple[type, ...], optional: b
 
 def _int(data: dict[str, Any], name: str, low: int, high: int, optional: bool = False) -> int:
     """An int field within ``low..high`` (0 when optional and absent or null)."""
+    value = data.get(name)
+    if type(value) is int and low <= value <= high:
+        return value
     value = _field(data, name, (int,), optional)
     if value is None:
         return 0
@@ -243,6 +246,9 @@ def _seconds(data: dict[str, Any], name: str, optional: Literal[False]) -> float
 def _seconds(data: dict[str, Any], name: str, optional: Literal[True]) -> float | None: ...
 def _seconds(data: dict[str, Any], name: str, optional: bool) -> float | None:
     """A duration field: a number of seconds, above 0 and at most :data:`MAX_SECONDS`."""
+    value = data.get(name)
+    if type(value) is float and 0.0 < value <= MAX_SECONDS:
+        return value
     value = _field(data, name, _NUMBER, optional)
     if value is None:
         return None
@@ -260,6 +266,9 @@ def _time(data: dict[str, Any], name: str, optional: Literal[False]) -> float: .
 def _time(data: dict[str, Any], name: str, optional: Literal[True]) -> float | None: ...
 def _time(data: dict[str, Any], name: str, optional: bool) -> float | None:
     """A Unix timestamp field: any finite number of seconds."""
+    value = data.get(name)
+    if type(value) is float and value - value == 0.0:  # inf - inf and nan - nan are nan
+        return value
     value = _field(data, name, _NUMBER, optional)
     if value is None:
         return None
@@ -299,7 +308,8 @@ def decode(body: bytes | str, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Messa
     if args is not None:
         if not isinstance(args, dict | list):
             raise MessageDecodeError(f"field 'args' has type {type(args).__name__}")
-        if not is_plain_flat(args) and too_deep(args):
+        # Deeper than MAX_NESTING takes more than 2 * MAX_NESTING brackets.
+        if len(body) > 2 * MAX_NESTING and not is_plain_flat(args) and too_deep(args):
             raise MessageDecodeError(
                 f"field 'args' nests lists and dicts more than {MAX_NESTING} levels deep"
             )
