@@ -13,6 +13,7 @@ from .message import MAX_COUNT, MAX_SECONDS, Message, new_id, new_ids, new_messa
 from .priorities import PrioritiesT, validate_priority
 from .queue import Queue
 from .results import DEFAULT_RESULT_TTL_SECONDS, JobResult
+from .schedules.spec import Schedule
 from .serializer import JSON, check_json, is_plain_flat
 
 DEFAULT_TIMEOUT = timedelta(minutes=10)
@@ -49,6 +50,9 @@ class Job:
     ``deferred_until`` delays the first run; ``deferred_by`` delays it too and then repeats the
     job at that interval (recurring). ``ttl`` drops a run that has not started in time.
 
+    ``cron`` (with ``tz``, an IANA zone): the job repeats on that cron schedule instead; see
+    :meth:`enqueue` and :class:`~.schedules.Schedule`.
+
     ``store_result``: ``None`` (auto, the default) keeps a result when it is worth reading (a
     failure, a return value other than ``None``, any run of a recurring job), ``True`` keeps
     every run's, ``False`` none. ``result_ttl`` is how long it is kept; ``None`` (the default)
@@ -67,6 +71,7 @@ class Job:
         "queue",
         "result_ttl",
         "retries",
+        "schedule",
         "store_result",
         "timeout",
         "ttl",
@@ -88,6 +93,8 @@ class Job:
         result_ttl: timedelta | float | None = None,
         *,
         connection: Connection | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"Job name must be a non-empty str (the actor's name), got {name!r}")
@@ -130,6 +137,24 @@ class Job:
         self.result_ttl = None if result_ttl is None else _seconds(result_ttl, "result_ttl")
         self._connection = connection
         self.last_id: str | None = id_
+        self.schedule: Schedule | None = None
+        if cron is not None:
+            if deferred_until is not None or deferred_by is not None:
+                raise ValueError(
+                    f"job {name!r}: cron= repeats the job on its own; drop deferred_until "
+                    "and deferred_by (or use deferred_by alone for a fixed interval)"
+                )
+            args_json: JSON = self.args
+            self.schedule = Schedule(
+                name=id_ or name,
+                actor=name,
+                cron=cron,
+                tz=tz,
+                args=args_json,
+                queue=self.queue.name,
+                priority=self.priority,
+                source="job",
+            )
 
     def __repr__(self) -> str:
         return f"Job(name={self.name!r}, queue={self.queue.name!r}, priority={self.priority})"
@@ -186,7 +211,14 @@ class Job:
 
         ``await job.enqueue()`` in async code; plain ``job.enqueue()`` in sync code (a Django
         view), which sends at once over this thread's sync connection (no event loop).
+
+        A job made with ``cron=`` is not sent: its schedule (named ``id_``, else the job's
+        name) is kept in the broker, every worker fires it from then on (each tick once), and
+        the call resolves to the schedule's name. ``connection.message_broker
+        .remove_schedule(name)`` stops it.
         """
+        if self.schedule is not None:
+            return _keep(self.schedule, self._connection)
         message = self.to_message()
         self.last_id = message.id
         return _send([message], message.id, self._connection)
@@ -251,6 +283,25 @@ def _send[T](messages: Sequence[Message], reply: T, connection: Connection | Non
     def sync(conn: Connection) -> T:
         conn.message_broker.enqueue_sync(_storing(messages) if conn.results_apart else messages)
         return reply
+
+    return run_anywhere(work, connection, sync)
+
+
+def _keep(schedule: Schedule, connection: Connection | None) -> Call[str]:
+    """Save ``schedule`` in the broker, from sync or async code; resolves to its name."""
+    data = schedule.to_dict()
+    data["every"] = schedule.interval
+
+    async def work(conn: Connection) -> str:
+        await conn.message_broker.save_schedule(schedule.name, data)
+        return schedule.name
+
+    def sync(conn: Connection) -> str:
+        save = getattr(conn.message_broker, "save_schedule_sync", None)
+        if save is None:
+            return conn.call(lambda: work(conn))
+        save(schedule.name, data)
+        return schedule.name
 
     return run_anywhere(work, connection, sync)
 

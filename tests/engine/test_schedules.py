@@ -12,8 +12,17 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
 
-from repid_django import InMemoryMessageBroker, RedisMessageBroker, Router, Worker
+from repid_django import (
+    Connection,
+    InMemoryMessageBroker,
+    Job,
+    RedisMessageBroker,
+    Repid,
+    Router,
+    Worker,
+)
 from repid_django.engine.schedules import Schedule, ScheduleError
 from repid_django.engine.schedules.scheduler import Scheduler, tick_id
 
@@ -272,3 +281,52 @@ def test_settings_style_schedules_name_unknown_keys() -> None:
     )
     assert s.source == "settings"
     assert s.next_runs(1, datetime(2026, 3, 29, tzinfo=PARIS))[0].hour == 3
+
+
+# Job(cron=...) ---------------------------------------------------------------------------------
+async def test_a_job_with_cron_is_kept_in_redis_and_fired_by_the_workers(
+    redis_url: str, key_prefix: str
+) -> None:
+    broker = RedisMessageBroker(redis_url, prefix=key_prefix)
+    connection = Connection(broker)
+    router = Router()
+    ran: list[str] = []
+
+    @router.actor(name="tick")
+    async def tick(word: str) -> None:
+        ran.append(word)
+
+    try:
+        job = Job("tick", args={"word": "hi"}, cron="* * * * * *", connection=connection)
+        assert await job.enqueue() == "tick"
+        kept = await broker.list_schedules()
+        assert kept["tick"]["cron"] == "* * * * * *"
+        async with Repid(connection).magic():
+            worker = Worker(routers=[router], handle_signals=[])
+            running = Running(worker)
+            await until(lambda: len(ran) >= 2, within=6.0, what="the kept schedule fired twice")
+            assert await broker.remove_schedule("tick")
+            await running.stop()
+        assert set(ran) == {"hi"}
+    finally:
+        await connection.disconnect()
+
+
+def test_a_job_with_cron_from_sync_code_and_its_bad_input(
+    redis_url: str, key_prefix: str, redis_client: redis.Redis
+) -> None:
+    connection = Connection(RedisMessageBroker(redis_url, prefix=key_prefix))
+    try:
+        name = (
+            Job("report", id_="nightly", cron="0 3 * * *", tz="Europe/Paris", connection=connection)
+            .enqueue()
+            .value
+        )
+        assert name == "nightly"
+        assert redis_client.hexists(f"{key_prefix}:{{~}}:schedules", "nightly")
+    finally:
+        connection.close()
+    with pytest.raises(ScheduleError, match="invalid cron"):
+        Job("report", cron="every day")
+    with pytest.raises(ValueError, match="cron= repeats the job"):
+        Job("report", cron="0 3 * * *", deferred_by=60)

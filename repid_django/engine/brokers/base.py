@@ -25,7 +25,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..message import Message
 from ..results import JobResult
@@ -216,6 +216,20 @@ class MessageBroker(abc.ABC):
     async def schedule_marks(self, queue: str, names: Sequence[str]) -> dict[str, float]:
         """The last tick handled (Unix seconds) of each of ``names`` that has one."""
         raise NotImplementedError(f"{type(self).__name__} does not run periodic schedules")
+
+    async def save_schedule(self, name: str, data: dict[str, Any]) -> None:
+        """Keep schedule ``name`` (its ``Schedule.to_dict()``, JSON) in the broker, for
+        ``Job(cron=...)``: every worker fires it until :meth:`remove_schedule`. Saving a name
+        again replaces it."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep schedules")
+
+    async def list_schedules(self) -> dict[str, dict[str, Any]]:
+        """The schedules kept by :meth:`save_schedule`, by name (unreadable ones skipped)."""
+        return {}
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Forget a kept schedule; ``False`` when there was none of that name."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep schedules")
 
     def started(self, delivery: Delivery, timeout: float) -> None:  # noqa: B027 - optional
         """The worker starts running ``delivery``, which it stops after ``timeout`` seconds

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..message import Message
-from .spec import ON_TIME, Schedule
+from .spec import ON_TIME, Schedule, ScheduleError
 
 if TYPE_CHECKING:
     from ..brokers.base import MessageBroker
@@ -112,11 +112,16 @@ class Scheduler:
         return list(self._current)
 
     async def refresh(self) -> None:
-        """Read the source again now (the fixed schedules win over a source's of the same name)."""
+        """Read the source and the schedules kept in the broker (``Job(cron=...)``) again now;
+        of two schedules of one name, the fixed one wins, then the source's."""
         self._read_at = time.monotonic()
-        if self._source is None:
-            return
-        extra = await self._source()
+        extra = list(await self._source()) if self._source is not None else []
+        for name, data in (await self._broker.list_schedules()).items():
+            fields = {k: v for k, v in data.items() if k not in ("name", "source")}
+            try:
+                extra.append(Schedule.from_dict(name, fields, source=data.get("source", "job")))
+            except (ScheduleError, TypeError) as exc:
+                logger.warning("schedule %r kept in the broker is skipped: %s", name, exc)
         self._current = _unique([*self._fixed, *extra])
 
     async def run(self) -> None:

@@ -173,7 +173,7 @@ class _Runner(CountedRun):
             self._concurrency,
         )
         schedules = None
-        if not worker.burst and (worker.schedules or worker.schedule_source):
+        if not worker.burst:  # also fires the schedules kept in the broker (Job(cron=))
             self.scheduler = Scheduler(self._broker, worker.schedules, worker.schedule_source)
             schedules = loop.create_task(self.scheduler.run(), name="repid-schedules")
         try:

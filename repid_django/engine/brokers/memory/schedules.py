@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from typing import Any
 
 from ...message import Message
 
@@ -29,3 +31,12 @@ class InMemoryScheduleMixin:
     async def schedule_marks(self, queue: str, names: Sequence[str]) -> dict[str, float]:
         marks = self.__dict__.get("_marks", {})
         return {n: marks[(queue, n)] for n in names if (queue, n) in marks}
+
+    async def save_schedule(self, name: str, data: dict[str, Any]) -> None:
+        self.__dict__.setdefault("_kept", {})[name] = copy.deepcopy(data)
+
+    async def list_schedules(self) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy(self.__dict__.get("_kept", {}))
+
+    async def remove_schedule(self, name: str) -> bool:
+        return self.__dict__.get("_kept", {}).pop(name, None) is not None

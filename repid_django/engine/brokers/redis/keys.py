@@ -24,6 +24,8 @@ in one Redis Cluster slot and one Lua script can touch them together::
     <prefix>:{<queue>}:clm:<token>   str  the ids a claim leased (its memo), for lease_ttl or
                                           until the claimer's next claim
     <prefix>:{~}:queues          set   registry of declared queues
+    <prefix>:{~}:schedules       hash  name -> JSON of a schedule saved by ``Job(cron=...)``
+    <prefix>:{<queue>}:sched     hash  schedule name -> last tick handled (Unix seconds)
     <prefix>:{~}:result:<id>     str   results stored apart (``store_results``), with a TTL
 
 Queue names cannot contain ``~`` or braces (see ``queue.validate_queue_name``), so the
@@ -57,6 +59,10 @@ def queue_base(prefix: str, queue: str) -> str:
 
 def registry_key(prefix: str) -> str:
     return f"{prefix}:{{~}}:queues"
+
+
+def schedules_key(prefix: str) -> str:
+    return f"{prefix}:{{~}}:schedules"
 
 
 def result_key(prefix: str, queue: str, job_id: str) -> str:

@@ -7,17 +7,28 @@ enqueues in one script, so any number of workers racing for a tick enqueue one j
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 import redis.asyncio as aredis
 
 from ...message import Message, encode_checked
+from ...serializer import dumps, loads
 from .codec import text
+from .keys import schedules_key
+
+log = logging.getLogger("repid_django.schedules")
 
 
 class RedisScheduleMixin:
     max_message_size: int
+    prefix: str
+
+    @property
+    def sync_client(self) -> redis.Redis:
+        raise NotImplementedError
 
     @property
     def client(self) -> aredis.Redis:
@@ -41,3 +52,27 @@ class RedisScheduleMixin:
             return {}
         found = await self.client.hmget(self._base(queue) + "sched", list(names))
         return {n: float(text(v)) for n, v in zip(names, found, strict=True) if v is not None}
+
+    # schedules kept in Redis (Job(cron=...)) ---------------------------------------------------
+    async def save_schedule(self, name: str, data: dict[str, Any]) -> None:
+        await self.client.hset(schedules_key(self.prefix), name, dumps(data))
+
+    def save_schedule_sync(self, name: str, data: dict[str, Any]) -> None:
+        """:meth:`save_schedule` for sync code (no event loop)."""
+        self.sync_client.hset(schedules_key(self.prefix), name, dumps(data))
+
+    async def list_schedules(self) -> dict[str, dict[str, Any]]:
+        found = await self.client.hgetall(schedules_key(self.prefix))
+        out: dict[str, dict[str, Any]] = {}
+        for name, raw in found.items():
+            try:
+                data = loads(raw)
+            except ValueError as exc:
+                log.warning("schedule %r kept in Redis is unreadable, skipped: %s", text(name), exc)
+                continue
+            if isinstance(data, dict):
+                out[text(name)] = data
+        return out
+
+    async def remove_schedule(self, name: str) -> bool:
+        return bool(await self.client.hdel(schedules_key(self.prefix), name))
