@@ -202,7 +202,7 @@ class Job:
         )
         for place, value in items:
             try:
-                check_json(value, f"args[{place!r}]")
+                check_json(value, f"args[{place!r}]", level=2)
             except TypeError as exc:
                 raise TypeError(f"job {self.name!r}: {exc}") from None
 

@@ -110,14 +110,17 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_PLAIN = frozenset({str, int, bool, type(None)})
+_PLAIN = frozenset({str, bool, type(None)})
 """Exact types that are always plain JSON (subclasses, e.g. enums, take the full check)."""
+MIN_INT = -(2**63)
+MAX_INT = 2**64 - 1
+"""The ints JSON carries here: orjson writes no others (and reads larger ones as floats)."""
 
 
 def is_plain_flat(value: dict[Any, Any] | list[Any]) -> bool:
     """True when ``value`` is a ``dict`` with ``str`` keys or a ``list`` whose items are all of
-    the exact types str, int, bool, None or finite float: a cheap check that never accepts what
-    :func:`check_json` refuses (``False`` only means "take the full check")."""
+    the exact types str, int (64-bit), bool, None or finite float: a cheap check that never
+    accepts what :func:`check_json` refuses (``False`` only means "take the full check")."""
     plain = _PLAIN
     if type(value) is dict:
         for key in value:
@@ -131,6 +134,8 @@ def is_plain_flat(value: dict[Any, Any] | list[Any]) -> bool:
     for item in items:
         kind = type(item)
         if kind in plain:
+            continue
+        if kind is int and MIN_INT <= item <= MAX_INT:
             continue
         if kind is float and item - item == 0.0:  # inf - inf and nan - nan are nan
             continue
@@ -159,17 +164,31 @@ def too_deep(value: JSON, limit: int = MAX_NESTING) -> bool:
     return False
 
 
-def check_json(value: object, where: str) -> None:
+def check_json(value: object, where: str, *, level: int = 1) -> None:
     """Raise ``TypeError`` naming the first part of ``value`` that JSON cannot carry.
 
-    ``where`` names the value for the message, e.g. ``"args['user']"``.
+    ``where`` names the value for the message, e.g. ``"args['user']"``. ``level`` is the nesting
+    level of ``value`` in a job's args or an actor's return value (1 for the whole of it, 2 for
+    an item of the args): lists and dicts nest at most :data:`MAX_NESTING` levels in all.
     """
-    if value is None or isinstance(value, str | bool | int):
+    if value is None or isinstance(value, str | bool):
+        return
+    if isinstance(value, int):
+        if not MIN_INT <= value <= MAX_INT:
+            raise TypeError(
+                f"{where} is an int of {value.bit_length()} bits, beyond the 64-bit integers "
+                "JSON carries here; pass it as a str"
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
             raise TypeError(f"{where} is {value!r}, which JSON cannot carry; use a finite number")
         return
+    if isinstance(value, dict | list | tuple) and level > MAX_NESTING:
+        raise TypeError(
+            f"{where} nests lists and dicts more than {MAX_NESTING} levels deep, more than "
+            "JSON carries here"
+        )
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
@@ -177,11 +196,11 @@ def check_json(value: object, where: str) -> None:
                     f"{where} has a key {key!r} of type {type(key).__name__}; "
                     "JSON object keys must be str"
                 )
-            check_json(item, f"{where}[{key!r}]")
+            check_json(item, f"{where}[{key!r}]", level=level + 1)
         return
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            check_json(item, f"{where}[{index}]")
+            check_json(item, f"{where}[{index}]", level=level + 1)
         return
     raise TypeError(
         f"{where} is a {type(value).__name__}, which is not JSON-encodable; pass str, int, "
