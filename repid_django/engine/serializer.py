@@ -121,7 +121,7 @@ def is_plain_flat(value: dict[Any, Any] | list[Any]) -> bool:
     """True when ``value`` is a ``dict`` with ``str`` keys or a ``list`` whose items are all of
     the exact types str, int (64-bit), bool, None or finite float: a cheap check that never
     accepts what :func:`check_json` refuses (``False`` only means "take the full check")."""
-    plain = _PLAIN
+    plain, low, high = _PLAIN, MIN_INT, MAX_INT
     if type(value) is dict:
         for key in value:
             if type(key) is not str:
@@ -135,7 +135,7 @@ def is_plain_flat(value: dict[Any, Any] | list[Any]) -> bool:
         kind = type(item)
         if kind in plain:
             continue
-        if kind is int and MIN_INT <= item <= MAX_INT:
+        if kind is int and low <= item <= high:
             continue
         if kind is float and item - item == 0.0:  # inf - inf and nan - nan are nan
             continue
