@@ -370,11 +370,6 @@ async def test_a_worker_runs_every_valid_job_among_hostile_bodies(
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="consume.py: a claim with wait=0 returns [] after burying a whole batch, though more "
-    "is ready; a burst worker then stops with jobs left (left to consume.py's owner)",
-)
 async def test_a_burst_worker_does_not_stop_at_a_batch_of_hostile_bodies(
     redis_url: str, key_prefix: str, redis_client: redis.Redis
 ) -> None:

@@ -117,11 +117,11 @@ class RedisConsumerMixin:
                 await self._bury(bad)
             if good:
                 return good
+            if bad and interrupts == self._interrupts:
+                continue  # only unreadable ones (now buried): what is behind them may be fine
             remaining = deadline - time.monotonic()
             if remaining <= 0 or interrupts != self._interrupts:
                 return []
-            if bad:
-                continue
             if passed_over:  # busy here: let the held jobs finish, then claim it alone
                 if not await self._until_idle(remaining):
                     return []
