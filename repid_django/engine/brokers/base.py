@@ -100,6 +100,7 @@ class QueueStats:
     delayed: int = 0
     running: int = 0
     dead: int = 0
+    paused: bool = False
 
 
 @dataclass(slots=True)
@@ -206,6 +207,15 @@ class MessageBroker(abc.ABC):
     @abc.abstractmethod
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply ``outcomes`` (one round trip); ``False`` where the lease was lost."""
+
+    async def pause_queue(self, queue: str) -> None:
+        """Stop offering ``queue``'s jobs to workers (running jobs finish; enqueue still
+        works) until :meth:`resume_queue`. Takes effect at the workers' next claim."""
+        raise NotImplementedError(f"{type(self).__name__} cannot pause queues")
+
+    async def resume_queue(self, queue: str) -> None:
+        """Offer ``queue``'s jobs again (and wake the workers waiting for jobs)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot pause queues")
 
     async def fire(self, queue: str, schedule: str, tick: float, message: Message | None) -> bool:
         """Handle tick ``tick`` of ``schedule`` (its state lives in ``queue``) once: if no

@@ -60,6 +60,13 @@ class InMemoryAdminMixin(InMemoryResultsMixin):
         self._joiners.wake()
         return True
 
+    async def pause_queue(self, queue: str) -> None:
+        self._queues[queue].paused = True
+
+    async def resume_queue(self, queue: str) -> None:
+        self._queues[queue].paused = False
+        self._claimers.wake()
+
     # dead letters ----------------------------------------------------------------------------
     async def list_dead(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[DeadLetter]:
         state = self._queues.get(queue)

@@ -36,9 +36,7 @@ from .schedules import InMemoryScheduleMixin
 from .state import Entry, Lease, QueueState, ResultStore, Waiters
 
 
-class InMemoryMessageBroker(
-    InMemoryScheduleMixin, InMemoryAdminMixin, MessageBroker, ResultBroker
-):
+class InMemoryMessageBroker(InMemoryScheduleMixin, InMemoryAdminMixin, MessageBroker, ResultBroker):
     """A broker in this process's memory. Use it from one event loop.
 
     ``max_message_size`` bounds encoded bodies (``ValueError`` at enqueue); ``dead_letter_limit``
@@ -107,6 +105,7 @@ class InMemoryMessageBroker(
             delayed=state.n_delayed,
             running=len(state.running),
             dead=len(state.dead),
+            paused=state.paused,
         )
 
     # messages --------------------------------------------------------------------------------
@@ -183,7 +182,7 @@ class InMemoryMessageBroker(
             if state is not None:
                 if state.delayed:
                     state.promote(now, self._seq)
-                if state.n_ready:
+                if state.n_ready and not state.paused:
                     states.append((name, state))
         deliveries: list[Delivery] = []
         changed = False

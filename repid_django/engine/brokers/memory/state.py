@@ -46,7 +46,16 @@ class Lease:
 class QueueState:
     """One queue: ready heap by (-priority, seq), delayed heap by run_at, running ids, dead."""
 
-    __slots__ = ("dead", "delayed", "n_delayed", "n_ready", "ready", "running", "waiting")
+    __slots__ = (
+        "dead",
+        "delayed",
+        "n_delayed",
+        "n_ready",
+        "paused",
+        "ready",
+        "running",
+        "waiting",
+    )
 
     def __init__(self, dead_limit: int) -> None:
         self.ready: list[tuple[int, int, Entry]] = []
@@ -56,6 +65,7 @@ class QueueState:
         self.n_ready = 0
         self.n_delayed = 0
         self.dead: deque[DeadLetter] = deque(maxlen=dead_limit)
+        self.paused = False
 
     def push(self, entry: Entry, now: float) -> None:
         self.waiting[entry.id] = entry

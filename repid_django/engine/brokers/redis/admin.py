@@ -94,6 +94,17 @@ class RedisAdminMixin(RedisResultsMixin):
                 break
         return messages
 
+    async def pause_queue(self, queue: str) -> None:
+        await self.client.set(self._base(queue) + "paused", "1")
+
+    async def resume_queue(self, queue: str) -> None:
+        base = self._base(queue)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(base + "paused")
+            pipe.lpush(base + "wake", *["1"] * 8)  # wake the waiting workers now
+            pipe.ltrim(base + "wake", 0, 7)
+            await pipe.execute()
+
     async def cancel(self, queue: str, message_id: str) -> bool:
         return bool(await self._script("cancel", [self._base(queue)], [message_id]))
 

@@ -326,8 +326,11 @@ class RedisMessageBroker(
         async with self.client.pipeline(transaction=False) as pipe:
             for part in QUEUE_PARTS:
                 pipe.zcard(base + part)
-            ready, delayed, running, dead = await pipe.execute()
-        return QueueStats(name, ready=ready, delayed=delayed, running=running, dead=dead)
+            pipe.exists(base + "paused")
+            ready, delayed, running, dead, paused = await pipe.execute()
+        return QueueStats(
+            name, ready=ready, delayed=delayed, running=running, dead=dead, paused=bool(paused)
+        )
 
     def counters(self) -> BrokerCounters:
         return self._counters

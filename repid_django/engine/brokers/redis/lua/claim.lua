@@ -6,6 +6,7 @@
 -- it) is only leased alone, to a claimer that holds nothing else (alone_ok = '1'): its batch ends
 -- before it, and if the claimer is busy it stays where it is and the reply says so. So a job that
 -- kills its worker cannot take innocent jobs to the dead-letter queue with it.
+-- A paused queue (key <base>paused) is reaped and promoted but offers nothing, and wakes no one.
 -- Returns {next_run_at|-1, last_chance_waiting (0/1), info, (id, body)...}: next_run_at only
 -- when nothing was leased; info is '' when every leased message comes from KEYS[1] with no lost
 -- lease, else "<queue index>,<lost>" per leased message, joined by spaces.
@@ -46,9 +47,11 @@ local alone_ok = ARGV[8] == '1'
 local tnow = server_ms()
 local deadline = string.format('%.0f', tnow + tonumber(ARGV[3])) -- formatted once, not per job
 local nq = #KEYS
+local paused = {} -- a paused queue (ops.pause_queue) offers nothing; it still reaps and promotes
 for q = 1, nq do
   reap(KEYS[q], tnow, now, max_lost, ttl_ms, max, 200)
   promote(KEYS[q], now, 1000)
+  paused[q] = redis.call('EXISTS', KEYS[q] .. 'paused') == 1
 end
 
 -- The candidates in serving order: ids, ready scores and (several queues) queue indexes. One
@@ -56,7 +59,7 @@ end
 -- removed once leased.
 local cid, cscore, cq = {}, {}, nil
 if nq == 1 then
-  local popped = redis.call('ZPOPMIN', KEYS[1] .. 'ready', limit)
+  local popped = paused[1] and {} or redis.call('ZPOPMIN', KEYS[1] .. 'ready', limit)
   for k = 1, #popped / 2 do
     cid[k], cscore[k] = popped[2 * k - 1], popped[2 * k]
   end
@@ -64,7 +67,8 @@ else
   cq = {}
   local heads, at = {}, {}
   for q = 1, nq do
-    heads[q] = redis.call('ZRANGE', KEYS[q] .. 'ready', 0, limit - 1, 'WITHSCORES')
+    heads[q] = paused[q] and {}
+      or redis.call('ZRANGE', KEYS[q] .. 'ready', 0, limit - 1, 'WITHSCORES')
     at[q] = 1
   end
   while #cid < limit do
@@ -210,7 +214,7 @@ end
 
 for q = 1, nq do
   local base = KEYS[q]
-  if redis.call('ZCARD', base .. 'ready') > 0 then
+  if not paused[q] and redis.call('ZCARD', base .. 'ready') > 0 then
     wake(base, 1)
   else
     redis.call('DEL', base .. 'wake')
