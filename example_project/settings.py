@@ -94,6 +94,11 @@ LOGIN_URL = "admin:login"
 REPID: dict[str, object] = {
     "CONCURRENCY": 20,
     "RESULT_TTL": 7 * 86_400.0,
+    # Periodic schedules: every runworker fires them, each tick once in all (no beat process).
+    # They show in the admin under Schedules, where they can be disabled or run at once.
+    "SCHEDULES": {
+        "sales-report": {"actor": "sales_report", "cron": "* * * * *"},  # every minute
+    },
 }
 
 LOGGING = {

@@ -14,10 +14,13 @@ class RepidConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the system checks (import side effect, the Django idiom).
-        from . import checks, connection
+        from . import checks, conf, connection
         from .worker import discovery
 
         del checks
+        # Schedules without a tz read their cron in the project's TIME_ZONE (also when
+        # USE_TZ = False: the zone is still the project's wall clock).
+        conf.apply_time_zone()
         # The process's default connection: built now, opened on first use (nothing connects
         # here, so `migrate` or `check` never touch Redis).
         connection.install_if_valid()

@@ -15,6 +15,13 @@
 ``repid_django.I001``     (``--deploy``) Redis refuses ``CONFIG GET`` (managed services often
                           rename it): W002 and W004 could not be checked
 ``repid_django.W010``     two different actors share one name
+``repid_django.E010``     a ``REPID["SCHEDULES"]`` entry cannot run (bad cron, unknown time
+                          zone, args that are not JSON, unknown key, ...): one error per
+                          schedule, naming it and what to fix
+``repid_django.E011``     a settings or code schedule names an actor that no installed app
+                          declares
+``repid_django.W011``     a settings schedule has the name of a code schedule (the settings
+                          one is used)
 ========================  ===========================================================
 
 The ``--deploy`` checks reach Redis over one connection with one pipelined round trip (``PING``
@@ -86,6 +93,52 @@ def check_duplicate_actors(
         )
         for name, regs in registry.duplicates().items()
     ]
+
+
+@checks.register()
+def check_schedules(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[Any]:
+    """Every schedule of the settings and the code: can it run, and is its actor known?"""
+    from .worker.discovery import registry
+    from .worker.schedules import code_schedules, settings_schedules
+
+    try:
+        settings = conf.load()
+    except conf.SettingError:
+        return []  # reported by check_settings
+    found, problems = settings_schedules(settings)
+    messages: list[Any] = [
+        checks.Error(
+            f"REPID['SCHEDULES']: {exc}",
+            hint="Fix this schedule: see docs/schedules.md for its keys and their values.",
+            id="repid_django.E010",
+        )
+        for exc in problems
+    ]
+    code = code_schedules()
+    code_names = {schedule.name for schedule in code}
+    known = sorted(registry.actors())
+    for schedule in [*found, *code]:
+        if schedule.actor not in known:
+            where = "REPID['SCHEDULES']" if schedule.source == "settings" else "@actor(schedule=)"
+            messages.append(
+                checks.Error(
+                    f"{where}: schedule {schedule.name!r} runs actor {schedule.actor!r}, which "
+                    "no installed app declares.",
+                    hint=f"Use one of: {', '.join(known) or '(no actor found)'}; or declare "
+                    f"{schedule.actor!r} in a tasks.py.",
+                    id="repid_django.E011",
+                )
+            )
+        if schedule.source == "settings" and schedule.name in code_names:
+            messages.append(
+                checks.Warning(
+                    f"REPID['SCHEDULES']: schedule {schedule.name!r} has the name of a code "
+                    "schedule (@actor(schedule=...)); the settings one is used.",
+                    hint="Rename one of them to keep both.",
+                    id="repid_django.W011",
+                )
+            )
+    return messages
 
 
 @checks.register(checks.Tags.compatibility, deploy=True)

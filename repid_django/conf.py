@@ -39,6 +39,9 @@ Key                        Default            Meaning
 ``EMBEDDED_DIR``           ``None``           folder whose ``.repid/`` holds the embedded
                                               Redis (``None``: ``BASE_DIR``, else the
                                               current directory)
+``SCHEDULES``              ``{}``             periodic schedules, name -> ``{"actor": ...,
+                                              "cron": ...}`` (docs/schedules.md); from
+                                              the environment as JSON
 =========================  =================  ===============================================
 
 A bad value raises :class:`~django.core.exceptions.ImproperlyConfigured` naming the key and the
@@ -78,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
     "MIRROR": True,
     "MIRROR_FLUSH_INTERVAL": 1.0,
     "EMBEDDED_DIR": None,
+    "SCHEDULES": None,
 }
 
 
@@ -99,6 +103,8 @@ class RepidSettings:
     mirror: bool
     mirror_flush_interval: float
     embedded_dir: Path
+    schedules: Mapping[str, Any]
+    """``REPID["SCHEDULES"]`` as given (parsed by ``repid_django.worker.schedules``)."""
 
 
 class SettingError(ImproperlyConfigured):
@@ -130,6 +136,13 @@ def _env_value(key: str, raw: str) -> Any:
         return None
     if key == "QUEUES":
         return [item for item in env.list(name) if item] or None
+    if key == "SCHEDULES":
+        try:
+            return env.json(name)
+        except ValueError as exc:
+            raise SettingError(
+                key, _source(key, True), f"is not JSON ({exc})", 'Use {"name": {"actor": ...}}.'
+            ) from None
     if key == "MIRROR":
         if raw.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
             raise SettingError(key, _source(key, True), f"{raw!r} is not a boolean", "Use 1 or 0.")
@@ -225,6 +238,19 @@ def _mirror(value: Any, from_env: bool) -> bool:
     return value
 
 
+def _schedules(value: Any, from_env: bool) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SettingError(
+            "SCHEDULES",
+            _source("SCHEDULES", from_env),
+            f"{value!r} is not a dict",
+            'Use {"nightly-report": {"actor": "report", "cron": "0 3 * * *"}, ...}.',
+        )
+    return dict(value)
+
+
 def _django_settings() -> Any:
     from django.conf import settings
 
@@ -281,6 +307,7 @@ def load() -> RepidSettings:
         mirror=_mirror(raw["MIRROR"], "MIRROR" in env),
         mirror_flush_interval=num("MIRROR_FLUSH_INTERVAL"),
         embedded_dir=_dir(raw["EMBEDDED_DIR"], "EMBEDDED_DIR" in env),
+        schedules=_schedules(raw["SCHEDULES"], "SCHEDULES" in env),
     )
     if settings.reaper_interval > settings.lease_ttl:
         raise SettingError(
@@ -317,3 +344,13 @@ def reset() -> None:
 def _setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in ("REPID", "BASE_DIR"):
         reset()
+    elif setting == "TIME_ZONE":
+        apply_time_zone()
+
+
+def apply_time_zone() -> None:
+    """Read the cron of schedules without ``tz`` in the project's ``TIME_ZONE`` (``"UTC"``
+    when it is ``None``); called by the app's ``ready()`` and when ``TIME_ZONE`` changes."""
+    from .engine.schedules.spec import set_default_tz
+
+    set_default_tz(getattr(_django_settings(), "TIME_ZONE", None) or "UTC")

@@ -1,16 +1,23 @@
-"""ORM mirror of the engine's state, for the admin and for reporting.
+"""ORM mirror of the engine's state, for the admin and for reporting; and the schedules.
 
 Redis is the source of truth; these rows are written by workers in batches, off the processing
 path, idempotently, and a row's state only moves forward (see :data:`STATUS_RANK`).
+:class:`Schedule` rows are the other way round: the admin (and the sync of code and settings)
+writes them, and every worker reads them.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from typing import Any
 
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from .engine.schedules.spec import Schedule as EngineSchedule
+from .engine.schedules.spec import ScheduleError
 
 
 class JobStatus(models.TextChoices):
@@ -166,3 +173,132 @@ class WorkerRecord(models.Model):
     def is_alive(self, within: timedelta = timedelta(seconds=30)) -> bool:
         """True when the last heartbeat is more recent than ``within`` and it did not stop."""
         return self.state != "stopped" and timezone.now() - self.last_heartbeat < within
+
+
+class ScheduleSource(models.TextChoices):
+    ADMIN = "admin", _("Admin")
+    CODE = "code", _("Code (@actor(schedule=...))")
+    SETTINGS = "settings", _("Settings (REPID['SCHEDULES'])")
+
+
+class MissedChoice(models.TextChoices):
+    SKIP = "skip", _("Skip: run only a tick that is on time")
+    ONCE = "once", _("Once: one run for all missed ticks")
+    ALL = "all", _("All: one run per missed tick (at most 100)")
+
+
+class Schedule(models.Model):
+    """A periodic schedule that every worker reads (``runworker`` re-reads them every 2 s).
+
+    Rows of ``source`` admin are edited in the admin; those of code (``@actor(schedule=...)``)
+    and settings (``REPID["SCHEDULES"]``) are written by :func:`repid_django.worker.schedules.
+    sync_schedules` and only their ``enabled`` is edited here. :meth:`to_schedule` gives the
+    engine's :class:`~repid_django.engine.schedules.Schedule`.
+    """
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    actor = models.CharField(_("actor"), max_length=200)
+    cron = models.CharField(
+        _("cron"),
+        max_length=100,
+        blank=True,
+        default="",
+        help_text=_(
+            "Five fields (minute hour day month weekday), or six with a leading seconds "
+            "field. Leave empty to run at an interval instead."
+        ),
+    )
+    every = models.FloatField(
+        _("every (seconds)"),
+        null=True,
+        blank=True,
+        help_text=_("Run every this many seconds (at least 1), aligned on the Unix epoch."),
+    )
+    tz = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_("IANA zone the cron is read in (empty: the project's TIME_ZONE)."),
+    )
+    args = models.JSONField(
+        _("arguments"),
+        null=True,
+        blank=True,
+        help_text=_(
+            'JSON: a dict of keyword arguments ({"days": 7}) or a list of positional ones.'
+        ),
+    )
+    queue = models.CharField(_("queue"), max_length=100, default="default")
+    priority = models.SmallIntegerField(_("priority"), default=0)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    missed = models.CharField(
+        _("missed ticks"), max_length=8, choices=MissedChoice.choices, default=MissedChoice.ONCE
+    )
+    source = models.CharField(
+        _("declared in"), max_length=16, choices=ScheduleSource.choices, default="admin"
+    )
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    updated = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("schedule")
+        verbose_name_plural = _("schedules")
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def declared(self) -> bool:
+        """Declared in code or settings: only ``enabled`` is edited in the admin."""
+        return self.source != ScheduleSource.ADMIN
+
+    def to_schedule(self) -> EngineSchedule:
+        """The engine's schedule for this row (:class:`ScheduleError` when it cannot run)."""
+        return EngineSchedule(
+            name=self.name,
+            actor=self.actor,
+            cron=self.cron or None,
+            every=self.every,
+            tz=self.tz or None,
+            args=self.args,
+            queue=self.queue,
+            priority=self.priority,
+            enabled=self.enabled,
+            missed=self.missed,  # type: ignore[arg-type]
+            source=self.source,
+        )
+
+    def field_errors(self) -> dict[str, str]:
+        """What is wrong, field by field (empty when :meth:`to_schedule` works)."""
+        errors: dict[str, str] = {}
+        probes: dict[str, dict[str, Any]] = {
+            "name": {"name": self.name},
+            "actor": {"actor": self.actor},
+            "cron": {"cron": self.cron, "every": None} if self.cron else {},
+            "every": {"every": self.every} if self.every is not None else {},
+            "tz": {"tz": self.tz} if self.tz else {},
+            "args": {"args": self.args},
+            "queue": {"queue": self.queue},
+            "priority": {"priority": self.priority},
+            "missed": {"missed": self.missed},
+        }
+        for field, values in probes.items():
+            try:
+                EngineSchedule(**{**_PROBE, **values})
+            except (ScheduleError, TypeError) as exc:
+                errors[field] = _PROBE_PREFIX.sub("", str(exc))
+        if not errors and bool(self.cron) == (self.every is not None):
+            both = "give a cron expression or an interval in seconds, not both"
+            errors["cron"] = both if self.cron else "give a cron expression or an interval"
+        if not errors:
+            try:
+                self.to_schedule()
+            except ScheduleError as exc:
+                errors["__all__"] = str(exc)
+        return errors
+
+
+_PROBE: dict[str, Any] = {"name": "probe", "actor": "probe", "every": 60.0}
+_PROBE_PREFIX = re.compile(r"^schedule 'probe': ")

@@ -82,7 +82,7 @@ async def ask_for_review(order_id: int) -> str:
 
 @router.actor(name="sales_report", queue="default")
 async def sales_report() -> dict[str, object]:
-    """A recurring job's actor: ``demo`` enqueues it with ``deferred_by=60`` (every minute)."""
+    """A periodic job's actor: ``REPID["SCHEDULES"]["sales-report"]`` runs it every minute."""
     totals = await Order.objects.aaggregate(items=Sum("quantity"))
     return {
         "orders": await Order.objects.acount(),

@@ -5,6 +5,8 @@ when it does not answer in time, each queue falls back to the mirrored
 :class:`~repid_django.models.QueueRecord` and the snapshot is marked ``stale`` with the reason,
 so the page says so instead of going blank.
 Throughput, workers and failures come from the ORM mirror, which workers write in batches.
+Schedules come from their table, with their next run and their last run (read live from the
+broker, skipped when it did not answer for the depths).
 
 :func:`build_snapshot` is synchronous (ORM and a blocking broker call): async code runs it in
 a thread (the consumer uses ``database_sync_to_async``).
@@ -152,6 +154,7 @@ def build_snapshot(timeout: float = BROKER_TIMEOUT) -> Snapshot:
     ``stale`` is true when the broker could not be read (``error`` says why): queue counts are
     then the workers' last mirrored report (``live: false`` per queue).
     """
+    from ..admin.schedule_status import overview
     from ..templatetags.repid_admin import broker_label
 
     queues, problem = queue_rows(timeout)
@@ -170,4 +173,5 @@ def build_snapshot(timeout: float = BROKER_TIMEOUT) -> Snapshot:
         "throughput": throughput(now),
         "workers": workers(now),
         "failures": failures(),
+        "schedules": overview(live=problem is None, timeout=timeout)[0],
     }

@@ -1,2 +1,2 @@
 """Template tags of the admin console's pages (``repid_admin``: status tones, ages, the dashboard's
-counts and the broker label)."""
+counts and the broker label; ``repid_schedules``: the schedules panel)."""

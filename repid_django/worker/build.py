@@ -25,6 +25,8 @@ from .. import conf
 from ..engine.actor import Actor
 from ..engine.connection import Connection
 from ..engine.router import Router
+from ..engine.schedules.scheduler import ScheduleSource
+from ..engine.schedules.spec import Schedule
 from ..engine.worker.events import JobEvent, WorkerInfo, WorkerListener
 from ..engine.worker.signals import DEFAULT_SIGNALS
 from ..engine.worker.worker import Worker
@@ -113,14 +115,19 @@ class DatabaseHygiene:
         await sync_to_async(_close_old_connections)()
 
 
-def django_router(source: Router | None = None) -> Router:
-    """A router with the project's actors (or ``source``'s) wrapped by :func:`for_django`."""
+def django_router(source: Router | None = None, *, keep_schedules: bool = True) -> Router:
+    """A router with the project's actors (or ``source``'s) wrapped by :func:`for_django`;
+    without their own schedules when ``keep_schedules`` is false (the worker then gets them
+    from its ``schedules=``, where the admin can disable them)."""
     from ..tasks_backend.routing import task_router
     from .discovery import project_router
 
     router = Router()
     for actor in [*(source or project_router()).actors.values(), *task_router().actors.values()]:
-        router.add_actor(for_django(actor))
+        wrapped = for_django(actor)
+        if not keep_schedules and wrapped.schedule is not None:
+            wrapped = dataclasses.replace(wrapped, schedule=None)
+        router.add_actor(wrapped)
     return router
 
 
@@ -137,6 +144,7 @@ def build_worker(
     router: Router | None = None,
     heartbeat_interval: float = 5.0,
     listeners: Iterable[WorkerListener] = (),
+    schedules: ScheduleSource | Sequence[Schedule] | None = None,
 ) -> Worker:
     """A worker for the project's actors, configured from ``settings.REPID``.
 
@@ -144,6 +152,10 @@ def build_worker(
     every queue the actors listen on). Without ``connection`` the worker gets a connection of
     its own (the process's default one may already serve views on another event loop); run it
     inside ``Repid(connection).magic()`` so that actors enqueue over it too.
+
+    ``schedules``: what the worker fires, in place of its actors' own schedules: a source such
+    as :func:`~repid_django.worker.schedules.database_source` (``runworker``'s: every row of
+    the schedule table, read every two seconds) or a list. ``None``: the actors' own.
     """
     from ..connection import build_connection
 
@@ -155,7 +167,7 @@ def build_worker(
 
         chosen.append(OrmMirror(conn.message_broker, flush_interval=settings.mirror_flush_interval))
     selected = list(queues) if queues else (list(settings.queues) if settings.queues else None)
-    routed = django_router(router)
+    routed = django_router(router, keep_schedules=schedules is None)
     if selected is None:
         from ..tasks_backend.routing import task_queues
 
@@ -176,4 +188,5 @@ def build_worker(
         burst=burst,
         connection=conn,
         heartbeat_interval=heartbeat_interval,
+        schedules=schedules,
     )

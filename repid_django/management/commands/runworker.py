@@ -21,6 +21,8 @@ from repid_django import conf
 from repid_django.engine.brokers.embedded import EmbeddedRedisError
 from repid_django.engine.connection import Repid
 from repid_django.engine.queue import validate_queue_name
+from repid_django.engine.schedules.scheduler import ScheduleSource
+from repid_django.engine.schedules.spec import Schedule, ScheduleError
 from repid_django.engine.worker.loops import LOOPS, loop_factory
 from repid_django.engine.worker.signals import DEFAULT_SIGNALS
 from repid_django.engine.worker.signals import install as install_signals
@@ -42,7 +44,8 @@ class Command(BaseCommand):
         "The first SIGINT/SIGTERM stops fetching and lets running jobs finish within "
         "--graceful-shutdown-time (unfinished ones go back to the queue); a second one stops "
         "at once. Exit codes: 0 done (signal, --burst or --messages-limit), 1 bad "
-        "configuration or forced stop, 69 broker unreachable."
+        "configuration or forced stop, 69 broker unreachable. Every runworker also fires the "
+        "periodic schedules (no beat process: each tick is enqueued once in all)."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -149,6 +152,7 @@ class Command(BaseCommand):
         if mirror:
             ensure_mirror_tables()
         self._connection = build_connection()
+        schedules = None if options["burst"] else self._schedules()
         worker = build_worker(
             connection=self._connection,
             queues=options["queues"],
@@ -158,6 +162,7 @@ class Command(BaseCommand):
             graceful_shutdown_time=options["graceful_shutdown_time"],
             handle_signals=(),
             mirror=mirror,
+            schedules=schedules,
         )
         if not worker.actors:
             raise CommandError(
@@ -169,6 +174,25 @@ class Command(BaseCommand):
             raise CommandError("no queues to consume: pass --queues")
         self._worker = worker
         return worker
+
+    def _schedules(self) -> ScheduleSource | list[Schedule]:
+        """Every worker fires every schedule (no beat process; the broker enqueues each tick
+        once). The code and settings schedules are written to the schedule table first; then
+        the worker reads the table every two seconds, so admin edits apply without a restart."""
+        from repid_django.worker import schedules
+
+        try:
+            declared = schedules.declared_schedules()
+        except ScheduleError as exc:
+            raise CommandError(f"REPID['SCHEDULES']: {exc}") from None
+        if not schedules.table_exists():
+            logger.warning(
+                "the schedule table does not exist: run 'python manage.py migrate' to manage "
+                "schedules in the admin; firing the code and settings schedules only"
+            )
+            return declared
+        schedules.sync_schedules(declared)
+        return schedules.database_source(fallback=declared)
 
     async def _main(self, worker: Worker, handle_signals: bool) -> None:
         loop = asyncio.get_running_loop()

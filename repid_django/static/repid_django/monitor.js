@@ -164,6 +164,30 @@
     replaceRows("repid-failures", rows, "No failures.", 5);
   }
 
+  function renderSchedules(schedules) {
+    var base = root.dataset.schedulesUrl;
+    var rows = schedules.map(function (s) {
+      var tr = el("tr", null, "repid-schedule");
+      tr.dataset.schedule = s.name;
+      var th = el("th");
+      th.appendChild(link(s.name, base + s.pk + "/change/"));
+      tr.appendChild(th);
+      tr.appendChild(el("td", s.actor));
+      tr.appendChild(el("td", s.when));
+      var next = el("td", null, "repid-next");
+      if (s.enabled) {
+        next.textContent = s.next_run_label || "-";
+      } else {
+        next.appendChild(badge("disabled", "grey"));
+      }
+      tr.appendChild(next);
+      var last = el("td", s.last_run_label ? s.last_run_label + " · " + s.last_job_id : "not yet", "repid-last");
+      tr.appendChild(last);
+      return tr;
+    });
+    replaceRows("repid-schedules", rows, "No schedule.", 5);
+  }
+
   function render(snapshot) {
     setText("repid-updated", new Date().toLocaleTimeString());
     setText("repid-stale", snapshot.stale ? "Broker unavailable (" + snapshot.error + "): showing mirrored counts." : "");
@@ -180,6 +204,7 @@
     renderQueues(snapshot);
     renderWorkers(snapshot.workers);
     renderFailures(snapshot.failures || []);
+    renderSchedules(snapshot.schedules || []);
   }
 
   function armWatchdog() {

@@ -26,7 +26,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from repid_django import Job
+from repid_django import Job, get_connection
 from repid_django.conf import get_settings
 from repid_django.engine.brokers.embedded import (
     embedded_url,
@@ -38,7 +38,8 @@ from repid_django.models import JobRecord, JobStatus
 
 DEMO_USER = "admin"
 DEMO_PASSWORD = "admin"  # noqa: S105 - a documented demo-only account
-RECURRING_ID = "sales-report-every-minute"
+OLD_RECURRING_ID = "sales-report-every-minute"
+"""The id of the recurring job older demos enqueued (``deferred_by=60``)."""
 
 
 def _answers(url: str) -> bool:
@@ -102,7 +103,7 @@ class Command(BaseCommand):
             children["web server"] = self._spawn(
                 [sys.executable, manage, "runserver", f"{host}:{port}", "--noreload"], env
             )
-            self._schedule_recurring()
+            self._drop_old_recurring()
             url = f"http://{host}:{port}/"
             self._wait_http(url, children, options["timeout"])
             self._banner(url)
@@ -158,9 +159,13 @@ class Command(BaseCommand):
         # in order (the worker drains its running jobs first).
         return subprocess.Popen(command, env=env, start_new_session=True)
 
-    def _schedule_recurring(self) -> None:
-        """The recurring job: unique id, so restarting the demo never schedules it twice."""
-        Job("sales_report", id_=RECURRING_ID, deferred_by=60).enqueue()
+    def _drop_old_recurring(self) -> None:
+        """The sales report is a schedule now (``REPID["SCHEDULES"]``, fired by the worker);
+        remove the self-repeating job that older versions of the demo left in the queue."""
+        connection = get_connection()
+        connection.call(
+            lambda: connection.message_broker.cancel("default", OLD_RECURRING_ID), timeout=10
+        )
 
     def _wait_http(
         self, url: str, children: dict[str, subprocess.Popen[bytes]], timeout: float
