@@ -13,6 +13,7 @@ from .engine import (
     EventKind,
     InMemoryMessageBroker,
     Job,
+    JobContext,
     JobEvent,
     JobResult,
     MessageBroker,
@@ -29,10 +30,13 @@ from .engine import (
     Worker,
     WorkerInfo,
     WorkerListener,
+    current_job,
     default_retry_policy_factory,
     enqueue_many,
     get_connection,
     set_default_connection,
+    set_progress,
+    set_progress_sync,
 )
 
 __version__ = "0.1.0"
@@ -46,6 +50,7 @@ __all__ = [
     "EventKind",
     "InMemoryMessageBroker",
     "Job",
+    "JobContext",
     "JobEvent",
     "JobResult",
     "MessageBroker",
@@ -63,8 +68,11 @@ __all__ = [
     "WorkerInfo",
     "WorkerListener",
     "__version__",
+    "current_job",
     "default_retry_policy_factory",
     "enqueue_many",
     "get_connection",
     "set_default_connection",
+    "set_progress",
+    "set_progress_sync",
 ]

@@ -21,6 +21,7 @@ from .results import JobResult
 from .retry import RetryPolicyT, default_retry_policy_factory
 from .router import Router
 from .schedules import Schedule, ScheduleError
+from .worker.context import JobContext, current_job, set_progress, set_progress_sync
 from .worker.events import EventKind, JobEvent, WorkerInfo, WorkerListener
 from .worker.worker import Worker
 
@@ -33,6 +34,7 @@ __all__ = [
     "EventKind",
     "InMemoryMessageBroker",
     "Job",
+    "JobContext",
     "JobEvent",
     "JobResult",
     "MessageBroker",
@@ -49,8 +51,11 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "WorkerListener",
+    "current_job",
     "default_retry_policy_factory",
     "enqueue_many",
     "get_connection",
     "set_default_connection",
+    "set_progress",
+    "set_progress_sync",
 ]

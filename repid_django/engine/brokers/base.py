@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ..message import Message
 from ..results import JobResult
@@ -42,6 +42,10 @@ class OutcomeKind(enum.StrEnum):
     """Not run (shutdown, unknown actor); back to the queue without spending a retry."""
 
 
+CancelState = Literal["removed", "stopping", "unknown"]
+"""What :meth:`MessageBroker.cancel_job` did."""
+
+
 class DeadReason(enum.StrEnum):
     FAILED = "failed"
     TIMEOUT = "timeout"
@@ -50,6 +54,7 @@ class DeadReason(enum.StrEnum):
     DECODE_ERROR = "decode_error"
     TOO_LARGE = "too_large"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +212,24 @@ class MessageBroker(abc.ABC):
     @abc.abstractmethod
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply ``outcomes`` (one round trip); ``False`` where the lease was lost."""
+
+    async def cancel_job(self, queue: str, message_id: str) -> CancelState:
+        """Cancel a job: ``"removed"`` when it was waiting (it will not run), ``"stopping"``
+        when it runs (the worker holding it is told; see :meth:`watch_stops`), ``"unknown"``
+        when it is neither (finished, or never there)."""
+        return "removed" if await self.cancel(queue, message_id) else "unknown"
+
+    def watch_stops(self, callback: Callable[[str, str], None]) -> None:  # noqa: B027 - optional
+        """Call ``callback(queue, message_id)`` (from any thread) when a delivery this broker
+        holds is asked to stop (:meth:`cancel_job`). The default never calls it."""
+
+    async def set_progress(self, queue: str, message_id: str, data: dict[str, Any]) -> None:
+        """Keep a running job's progress (``{"value", "text", "at"}``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep progress")
+
+    async def get_progress(self, queue: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The progress last reported by each of ``ids`` that reported any."""
+        return {}
 
     async def pause_queue(self, queue: str) -> None:
         """Stop offering ``queue``'s jobs to workers (running jobs finish; enqueue still

@@ -17,7 +17,8 @@ class Counters:
     """``processed``: actor runs that ended (successfully or not); ``succeeded``, ``failed``
     (runs that raised or timed out), ``retried``, ``dead``, ``rejected`` (returned to the
     queue without spending a retry), ``lease_lost`` (outcomes the broker refused), ``claimed``
-    (messages received), ``unknown`` (messages for actors this worker does not have).
+    (messages received), ``unknown`` (messages for actors this worker does not have),
+    ``cancelled`` (jobs stopped by a cancel request; counted in ``dead`` too, not ``failed``).
     """
 
     processed: int = 0
@@ -29,6 +30,7 @@ class Counters:
     lease_lost: int = 0
     claimed: int = 0
     unknown: int = 0
+    cancelled: int = 0
 
     def recorded(self, kind: OutcomeKind, reason: DeadReason | None = None) -> None:
         """Count one outcome the broker accepted."""
@@ -39,7 +41,9 @@ class Counters:
             self.retried += 1
         elif kind is OutcomeKind.DEAD:
             self.dead += 1
-            if reason is not DeadReason.UNKNOWN_ACTOR:
+            if reason is DeadReason.CANCELLED:
+                self.cancelled += 1
+            elif reason is not DeadReason.UNKNOWN_ACTOR:
                 self.failed += 1
         else:
             self.rejected += 1
@@ -85,3 +89,7 @@ class CountedRun:
     @property
     def unknown(self) -> int:
         return self.counters.unknown
+
+    @property
+    def cancelled(self) -> int:
+        return self.counters.cancelled

@@ -34,6 +34,7 @@ from ..message import Message
 from ..results import MAX_ERROR_CHARS, JobResult, stamp
 from ..retry import default_retry_policy
 from ..serializer import JSON, check_json, dumps, loads
+from .context import JobContext, bind
 
 logger = logging.getLogger("repid_django.worker")
 
@@ -143,8 +144,13 @@ class Processor:
         self.unknown_max = unknown_max
         self.unknown_max_delay = unknown_max_delay
 
-    async def process(self, delivery: Delivery, actor: Actor) -> Outcome:
-        """Run ``actor`` for ``delivery`` within its timeout; raises only ``CancelledError``."""
+    async def process(
+        self, delivery: Delivery, actor: Actor, context: JobContext | None = None
+    ) -> Outcome:
+        """Run ``actor`` for ``delivery`` within its timeout; raises only ``CancelledError``.
+        ``context`` becomes the actor's ``current_job()`` (threads get it too)."""
+        if context is not None:
+            bind(context)
         message = delivery.message
         timeout = message.timeout
         if actor.timeout is not None and actor.timeout < timeout:

@@ -21,6 +21,7 @@ from ..actor import Actor
 from ..brokers.base import Delivery, Outcome, OutcomeKind
 from ..schedules.scheduler import Scheduler
 from . import signals
+from .context import JobContext
 from .counters import CountedRun, Counters
 from .emitter import Emitter
 from .events import EventKind, WorkerInfo
@@ -28,6 +29,7 @@ from .options import RunOptions
 from .pools import Pools
 from .processor import Processor
 from .recorder import Recorder
+from .stopping import StopRequests, cancelled
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -50,7 +52,7 @@ CANCEL_WAIT = 5.0
 """Seconds cancelled actors get to unwind at shutdown."""
 
 
-class _Runner(CountedRun):
+class _Runner(CountedRun, StopRequests):
     """A worker run and its counters (``processed`` ..., read from :attr:`counters`; see
     :class:`~.counters.Counters` for what each counts)."""
 
@@ -71,6 +73,8 @@ class _Runner(CountedRun):
         self._limit = worker.messages_limit
         self._tasks: dict[asyncio.Task[Outcome], Delivery] = {}
         self._buffer: deque[tuple[Delivery, Actor]] = deque()
+        self._contexts: dict[tuple[str, str], JobContext] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
         self._stop_reason: str | None = None
         self._forced = False
@@ -154,7 +158,8 @@ class _Runner(CountedRun):
 
     # the run ---------------------------------------------------------------------------------
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self._broker.watch_stops(self._on_stop_request)
         self.started_at = time.time()
         worker = self._worker
         if worker.auto_declare:
@@ -273,8 +278,13 @@ class _Runner(CountedRun):
     def _start(self, delivery: Delivery, actor: Actor) -> None:
         if self._emitter is not None:
             self._emitter.job(EventKind.STARTED, delivery.message)
-        self._broker.started(delivery, actor.timeout_for(delivery.message))
-        task = asyncio.get_running_loop().create_task(self._processor.process(delivery, actor))
+        message = delivery.message
+        self._broker.started(delivery, actor.timeout_for(message))
+        loop = asyncio.get_running_loop()
+        context = JobContext(message, self._broker, loop, interruptible=actor.is_async)
+        task = loop.create_task(self._processor.process(delivery, actor, context))
+        context.task = task
+        self._contexts[(message.queue, message.id)] = context
         self._tasks[task] = delivery
         task.add_done_callback(self._on_done)
 
@@ -282,7 +292,11 @@ class _Runner(CountedRun):
         delivery = self._tasks.pop(task, None)
         if delivery is None:
             return  # given up on at shutdown (see _drain)
-        if task.cancelled():
+        context = self._contexts.pop((delivery.message.queue, delivery.message.id), None)
+        if context is not None and context.cancelled:
+            outcome = cancelled(delivery)  # however the run ended: not retried
+            self.counters.processed += 1
+        elif task.cancelled():
             outcome = Outcome(delivery, OutcomeKind.REJECT)
         elif (exc := task.exception()) is not None:
             logger.error("processing job %s crashed", delivery.message.id, exc_info=exc)

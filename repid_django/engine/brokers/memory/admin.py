@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from ...message import Message, MessageDecodeError, decode, encode_checked
 from ...results import JobResult
-from ..base import DeadLetter
+from ..base import CancelState, DeadLetter
 from .results import InMemoryResultsMixin
 from .state import Entry, Lease, QueueState, ResultStore, Waiters
 
@@ -52,13 +53,32 @@ class InMemoryAdminMixin(InMemoryResultsMixin):
         return messages
 
     async def cancel(self, queue: str, message_id: str) -> bool:
+        return await self.cancel_job(queue, message_id) != "unknown"
+
+    async def cancel_job(self, queue: str, message_id: str) -> CancelState:
         state = self._queues.get(queue)
-        entry = None if state is None else state.waiting.get(message_id)
-        if state is None or entry is None:
-            return False
-        state.remove(entry)
-        self._joiners.wake()
-        return True
+        if state is None:
+            return "unknown"
+        entry = state.waiting.get(message_id)
+        if entry is not None:
+            state.remove(entry)
+            self._joiners.wake()
+            return "removed"
+        if message_id not in state.running:
+            return "unknown"
+        for callback in self.__dict__.get("_on_stop", ()):
+            callback(queue, message_id)
+        return "stopping"
+
+    def watch_stops(self, callback: Callable[[str, str], None]) -> None:
+        self.__dict__.setdefault("_on_stop", []).append(callback)
+
+    async def set_progress(self, queue: str, message_id: str, data: dict[str, Any]) -> None:
+        self.__dict__.setdefault("_progress", {})[(queue, message_id)] = dict(data)
+
+    async def get_progress(self, queue: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        kept = self.__dict__.get("_progress", {})
+        return {i: dict(kept[(queue, i)]) for i in ids if (queue, i) in kept}
 
     async def pause_queue(self, queue: str) -> None:
         self._queues[queue].paused = True

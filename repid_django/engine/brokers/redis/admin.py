@@ -25,7 +25,7 @@ import redis.asyncio as aredis
 from ...message import Message, MessageDecodeError, decode, encode
 from ...results import JobResult
 from ...serializer import dumps, loads
-from ..base import DeadLetter
+from ..base import CancelState, DeadLetter
 from .codec import dead_letter, text
 from .keys import loose_result_key, result_key
 from .results import RedisResultsMixin
@@ -34,6 +34,10 @@ CHUNK = 500
 """Messages (or ids) per script call of the operations that scale with a queue. One call then
 holds Redis for a few milliseconds at most, whatever the queue's size (on a busy 2-core
 machine: about 1 ms per flush chunk, 5 ms per requeue chunk)."""
+
+
+PROGRESS_MS = 3_600_000
+"""How long a job's last progress report is kept (milliseconds)."""
 
 
 class RedisAdminMixin(RedisResultsMixin):
@@ -106,7 +110,26 @@ class RedisAdminMixin(RedisResultsMixin):
             await pipe.execute()
 
     async def cancel(self, queue: str, message_id: str) -> bool:
-        return bool(await self._script("cancel", [self._base(queue)], [message_id]))
+        return await self.cancel_job(queue, message_id) != "unknown"
+
+    async def cancel_job(self, queue: str, message_id: str) -> CancelState:
+        done = await self._script("cancel", [self._base(queue)], [message_id, time.time()])
+        return "removed" if done == 1 else "stopping" if done == 2 else "unknown"
+
+    # progress (see ..worker.context): one key per job that reports any, for an hour
+    async def set_progress(self, queue: str, message_id: str, data: dict[str, Any]) -> None:
+        await self.client.set(self._base(queue) + "prog:" + message_id, dumps(data), px=PROGRESS_MS)
+
+    def set_progress_sync(self, queue: str, message_id: str, data: dict[str, Any]) -> None:
+        key = self._base(queue) + "prog:" + message_id
+        self.sync_client.set(key, dumps(data), px=PROGRESS_MS)
+
+    async def get_progress(self, queue: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        base = self._base(queue) + "prog:"
+        found = await self.client.mget([base + i for i in ids])  # one slot: one MGET
+        return {i: loads(raw) for i, raw in zip(ids, found, strict=True) if raw is not None}
 
     # dead letters
     async def list_dead(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[DeadLetter]:

@@ -227,6 +227,9 @@ class RedisConsumerMixin:
     def started(self, delivery: Delivery, timeout: float) -> None:
         self.keeper.started(delivery, timeout)
 
+    def watch_stops(self, callback: Callable[[str, str], None]) -> None:
+        self.keeper.watch_stops(callback)
+
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
             return []

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis
@@ -36,12 +36,15 @@ from redis.exceptions import RedisError
 
 from ..base import Delivery
 from . import scripts as redis_scripts
+from .codec import text
 from .keys import queue_base
 
 log = logging.getLogger("repid_django.redis")
 
 Key = tuple[str, str]
 """A held delivery: (queue, message id)."""
+STOP_POLL = 0.5
+"""Seconds between two looks for stop requests (cancel) while deliveries are held."""
 
 
 class Heartbeat:
@@ -73,6 +76,7 @@ class _Held:
     beat: Heartbeat
     finishing: bool = False
     let_go: bool = False
+    stopping: bool = False
 
 
 class LeaseKeeper:
@@ -103,6 +107,7 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="repid-lease-keeper", daemon=True)
         self._failing = False
+        self._on_stop: list[Callable[[str, str], None]] = []
 
     def start(self) -> None:
         self._thread.start()
@@ -147,6 +152,11 @@ class LeaseKeeper:
                 if held is not None and held.token == d.token:
                     del self._held[key]
 
+    def watch_stops(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(queue, id)`` (from this thread) when a held delivery is asked to
+        stop; polled every :data:`STOP_POLL` seconds while something is held."""
+        self._on_stop.append(callback)
+
     def watch(self, queues: Iterable[str]) -> None:
         """Reap ``queues`` from now on (the queues this process consumes)."""
         with self._lock:
@@ -158,12 +168,19 @@ class LeaseKeeper:
             return len(self._held)
 
     def _main(self) -> None:
+        tick = min(self._interval, STOP_POLL)
+        next_extend = time.monotonic() + self._interval
         next_reap = time.monotonic() + self._reaper_interval
-        while not self._stop.wait(self._interval):
+        while not self._stop.wait(tick):
             try:
-                self.extend()
-                if time.monotonic() >= next_reap:
-                    next_reap = time.monotonic() + self._reaper_interval
+                if self._on_stop:
+                    self.poll_stops()
+                now = time.monotonic()
+                if now >= next_extend:
+                    next_extend = now + self._interval
+                    self.extend()
+                if now >= next_reap:
+                    next_reap = now + self._reaper_interval
                     self.reap()
             except (RedisError, OSError) as exc:
                 if not self._failing:
@@ -171,13 +188,42 @@ class LeaseKeeper:
                         "cannot extend job leases on Redis at %s (%s); retrying every %.1fs",
                         self._target,
                         exc,
-                        self._interval,
+                        tick,
                     )
                 self._failing = True
             else:
                 if self._failing:
                     log.warning("lease keeper reconnected to Redis at %s", self._target)
                 self._failing = False
+
+    def poll_stops(self) -> int:
+        """Ask Redis which held deliveries are asked to stop (one round trip, only while
+        something is held); tells the callbacks of each once. Returns how many."""
+        with self._lock:
+            held = [key for key, h in self._held.items() if not h.stopping and not h.finishing]
+        if not held:
+            return 0
+        bases: dict[str, int] = {}
+        args: list[str | int] = []
+        for queue, message_id in held:
+            args += [bases.setdefault(queue, len(bases) + 1), message_id]
+        keys = [queue_base(self._prefix, q) for q in bases]
+        queues = list(bases)
+        asked = []
+        for item in redis_scripts.run_sync(self._client, "stops", keys, args):
+            index, _, message_id = text(item).partition(" ")
+            asked.append((queues[int(index) - 1], message_id))
+        with self._lock:
+            for key in asked:
+                if key in self._held:
+                    self._held[key].stopping = True
+        for queue, message_id in asked:
+            for callback in self._on_stop:
+                try:
+                    callback(queue, message_id)
+                except Exception:
+                    log.exception("a stop callback failed for job %s", message_id)
+        return len(asked)
 
     def _to_extend(self) -> list[tuple[Key, str]]:
         """The held leases whose loop ran recently enough; logs the ones let go."""

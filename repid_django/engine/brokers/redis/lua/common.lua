@@ -155,13 +155,17 @@ local function bury(base, id, reason, err, now, ttl_ms, max)
 end
 
 -- Return expired leases (their workers died) to the queue, or bury them after max_lost.
+-- A job asked to stop (cancel.lua) whose worker died is cancelled, not run again.
 local function reap(base, tnow, now, max_lost, ttl_ms, max, batch)
   local expired = redis.call('ZRANGEBYSCORE', base .. 'leases', '-inf', tnow, 'LIMIT', 0, batch)
+  local stops = #expired > 0 and redis.call('EXISTS', base .. 'stop') == 1
   for _, id in ipairs(expired) do
     local held = redis.call('HGET', base .. 'tokens', id)
     redis.call('ZREM', base .. 'leases', id)
     redis.call('HDEL', base .. 'tokens', id)
-    if redis.call('HEXISTS', base .. 'msgs', id) == 1 then
+    if stops and redis.call('ZREM', base .. 'stop', id) == 1 then
+      bury(base, id, 'cancelled', 'cancelled while its worker was lost', now, ttl_ms, max)
+    elseif redis.call('HEXISTS', base .. 'msgs', id) == 1 then
       local lost = redis.call('HINCRBY', base .. 'lost', id, 1)
       if lost > max_lost then
         bury(base, id, 'worker_lost',

@@ -1,0 +1,61 @@
+"""Cancelling running jobs: how a worker run reacts to a stop request.
+
+``broker.cancel_job(queue, id)`` on a running job asks the worker holding it to stop (the Redis
+broker's lease keeper polls for such requests every half second; see
+:mod:`..brokers.redis.lease`). The run then marks the job's :class:`~.context.JobContext`
+cancelled and, for an async actor, cancels its task (``CancelledError`` inside the actor); a
+sync actor in a thread sees ``current_job().cancelled`` and is expected to return. A job still
+waiting in the worker's buffer is dropped at once. Whatever the run ends with, its outcome is
+``DEAD`` with reason ``cancelled``: not retried, kept as a dead letter (which can be requeued).
+Actors run in a process (``run_in_process=True``) are not interrupted: their run ends on its own
+(it is then recorded as cancelled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from ..actor import Actor
+from ..brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
+from .context import JobContext
+
+logger = logging.getLogger("repid_django.worker")
+
+CANCELLED_ERROR = "CancelledError: the job was cancelled while it ran (cancel_job)"
+
+
+def cancelled(delivery: Delivery) -> Outcome:
+    """The outcome of a job cancelled while it ran or waited in a worker."""
+    return Outcome(delivery, OutcomeKind.DEAD, reason=DeadReason.CANCELLED, error=CANCELLED_ERROR)
+
+
+class StopRequests:
+    """The part of a worker run that answers stop requests (a mixin of the run)."""
+
+    _contexts: dict[tuple[str, str], JobContext]
+    _buffer: deque[tuple[Delivery, Actor]]
+    _push: Callable[[Outcome], None]
+    _loop: asyncio.AbstractEventLoop | None
+
+    def _on_stop_request(self, queue: str, message_id: str) -> None:
+        """Called by the broker, from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._stop_job, queue, message_id)
+
+    def _stop_job(self, queue: str, message_id: str) -> None:
+        context = self._contexts.get((queue, message_id))
+        if context is not None:
+            logger.info("job %s (%s): cancel requested, stopping it", message_id, context.actor)
+            context.request_cancel()
+            return
+        for item in list(self._buffer):
+            delivery = item[0]
+            if (delivery.message.queue, delivery.message.id) == (queue, message_id):
+                self._buffer.remove(item)
+                logger.info("job %s: cancelled before it started", message_id)
+                self._push(cancelled(delivery))
+                return
