@@ -4,8 +4,10 @@ both brokers; the Redis worker learns of a cancel by its lease keeper's poll (ha
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -160,3 +162,72 @@ async def test_a_cancelled_job_whose_worker_died_is_not_run_again(
         assert redis_client.zcard(f"{key_prefix}:{{default}}:stop") == 0
     finally:
         await other.disconnect()
+
+
+def busy_in_process(path: str) -> None:
+    """Runs in a child process: says who it is, then works for a minute."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(str(os.getpid()))
+    time.sleep(60)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+async def test_cancel_and_timeout_terminate_a_process_actor(
+    contract_broker: MessageBroker, tmp_path: Path
+) -> None:
+    broker = contract_broker
+    router = Router()
+    router.actor(run_in_process=True, name="busy")(busy_in_process)
+    router.actor(run_in_process=True, name="busy_short", timeout=1.0)(busy_in_process)
+    pids: dict[str, int] = {}
+
+    def pid_of(name: str) -> bool:
+        path = tmp_path / name
+        if path.exists() and path.read_text():
+            pids[name] = int(path.read_text())
+        return name in pids
+
+    async with Repid(Connection(broker)).magic():
+        await broker.declare_queue("default")
+        worker = Worker(routers=[router], handle_signals=[], concurrency=2)
+        running = Running(worker)
+        await running.started()
+        job_id = await Job("busy", args={"path": str(tmp_path / "cancelled")}).enqueue()
+        await Job("busy_short", args={"path": str(tmp_path / "timed_out")}).enqueue()
+        await until(
+            lambda: pid_of("cancelled") and pid_of("timed_out"),
+            within=30,
+            what="both children started",
+        )
+        asked = time.monotonic()
+        assert await broker.cancel_job("default", job_id) == "stopping"
+        await until(
+            lambda: not alive(pids["cancelled"]),
+            within=STOP_BOUND + 2,
+            what="the cancelled job's process was terminated",
+        )
+        took = time.monotonic() - asked
+        await until(
+            lambda: not alive(pids["timed_out"]),
+            within=5,
+            what="the timed-out job's process was terminated",
+        )
+        await until(
+            lambda: worker.runner is not None and worker.runner.dead == 2,
+            within=5,
+            what="both outcomes recorded",
+        )
+        runner = await running.stop()
+    assert took < STOP_BOUND + 1.0
+    assert runner.cancelled == 1
+    reasons = {d.id: d.reason for d in await broker.list_dead("default")}
+    assert reasons[job_id] is DeadReason.CANCELLED
+    assert DeadReason.TIMEOUT in reasons.values()

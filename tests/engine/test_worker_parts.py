@@ -17,7 +17,7 @@ from repid_django.engine.results import MAX_ERROR_CHARS
 from repid_django.engine.worker.counters import Counters
 from repid_django.engine.worker.emitter import Emitter
 from repid_django.engine.worker.events import EventKind, WorkerInfo
-from repid_django.engine.worker.processor import error_text
+from repid_django.engine.worker.calling import error_text
 
 
 def _info() -> WorkerInfo:

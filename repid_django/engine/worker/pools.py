@@ -1,21 +1,19 @@
 """The executors of a worker run: one shared thread pool and one process pool, made on demand.
 
-Sync actors run in the thread pool; ``run_in_process=True`` actors in the process pool, whose
-processes are started with ``spawn`` (only a reference to the function and JSON arguments cross
-to them). At shutdown nothing waits for a thread or process that still runs an abandoned job (one
-that timed out or was cancelled): threads are left to finish on their own, processes are
-terminated after a short grace period.
+Sync actors run in the thread pool; ``run_in_process=True`` actors in killable child processes
+(:class:`~.procs.ProcessSlots`, started with ``spawn``: only a reference to the function and
+JSON arguments cross to them). A process whose job is abandoned (timed out, cancelled) is
+terminated at once. At shutdown nothing waits for a thread that still runs an abandoned job:
+threads are left to finish on their own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import multiprocessing
 import os
-import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+from .procs import ProcessSlots
 
 logger = logging.getLogger("repid_django.worker")
 
@@ -32,18 +30,16 @@ class Pools:
         self.thread_size = thread_size or min(concurrency, 32)
         self.process_size = process_size or min(concurrency, os.cpu_count() or 1)
         self._threads: ThreadPoolExecutor | None = None
-        self._processes: ProcessPoolExecutor | None = None
+        self._processes: ProcessSlots | None = None
 
     def threads(self) -> Executor:
         if self._threads is None:
             self._threads = ThreadPoolExecutor(self.thread_size, thread_name_prefix="repid-actor")
         return self._threads
 
-    def processes(self) -> Executor:
+    def processes(self) -> ProcessSlots:
         if self._processes is None:
-            self._processes = ProcessPoolExecutor(
-                self.process_size, mp_context=multiprocessing.get_context("spawn")
-            )
+            self._processes = ProcessSlots(self.process_size)
         return self._processes
 
     async def shutdown(self) -> None:
@@ -53,18 +49,4 @@ class Pools:
             # Never wait here: a sync actor that timed out may still hold its thread.
             threads.shutdown(wait=False, cancel_futures=True)
         if processes is not None:
-            children = list((getattr(processes, "_processes", None) or {}).values())
-            processes.shutdown(wait=False, cancel_futures=True)
-            await asyncio.to_thread(_reap, children, PROCESS_EXIT_WAIT)
-
-
-def _reap(children: list[Any], wait: float) -> None:
-    """Join pool processes; terminate those still busy with an abandoned job after ``wait``."""
-    deadline = time.monotonic() + wait
-    for child in children:
-        child.join(max(deadline - time.monotonic(), 0.0))
-    for child in children:
-        if child.is_alive():
-            logger.warning("terminating pool process %s: its job was abandoned", child.pid)
-            child.terminate()
-            child.join(1.0)
+            await processes.shutdown()

@@ -23,7 +23,6 @@ import logging
 import math
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
@@ -31,59 +30,17 @@ from typing import Any
 from ..actor import Actor
 from ..brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
 from ..message import Message
-from ..results import MAX_ERROR_CHARS, JobResult, stamp
+from ..results import JobResult, stamp
 from ..retry import default_retry_policy
 from ..serializer import JSON, check_json, dumps, loads
+from .calling import RemoteFailure, call_actor, error_text
 from .context import JobContext, bind
+from .procs import ProcessSlots
 
 logger = logging.getLogger("repid_django.worker")
 
 _NO_PROCESSES = sys.platform == "emscripten"
 """No process pools there: ``run_in_process`` actors run in threads (as the seeds say)."""
-
-
-_CUT_NOTE_ROOM = 64
-"""Characters kept free for the note that says how much of a long error text was cut."""
-
-
-class _RemoteFailure(Exception):
-    """A failure reported by a child process; ``text`` is its formatted traceback."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-
-def error_text(exc: BaseException) -> str:
-    """The exception with its traceback, bounded to :data:`MAX_ERROR_CHARS`."""
-    text = exc.text if isinstance(exc, _RemoteFailure) else "".join(traceback.format_exception(exc))
-    if len(text) > MAX_ERROR_CHARS:
-        half = (MAX_ERROR_CHARS - _CUT_NOTE_ROOM) // 2
-        cut = len(text) - 2 * half
-        text = f"{text[:half]}\n[... {cut} characters cut ...]\n{text[-half:]}"
-    return text.rstrip("\n")
-
-
-def call_actor(fn: Callable[..., Any], args: JSON) -> Any:
-    """Call ``fn`` with JSON ``args``: a dict as keywords, a list as positionals, None as none."""
-    if args is None:
-        return fn()
-    if isinstance(args, dict):
-        return fn(**args)
-    return fn(*args)
-
-
-def run_in_child(fn: Callable[..., Any], payload: bytes, actor: str) -> tuple[bool, bytes | str]:
-    """Entry point in a pool process: only ``fn``'s reference and JSON cross the boundary.
-
-    Returns ``(True, json_of_return_value)`` or ``(False, traceback_text)``.
-    """
-    try:
-        value = call_actor(fn, loads(payload))
-        check_json(value, f"the return value of actor {actor!r}")
-        return True, dumps(value)
-    except Exception as exc:
-        return False, error_text(exc)
 
 
 def _result(
@@ -131,7 +88,7 @@ class Processor:
         self,
         actors: Mapping[str, Actor],
         thread_pool: Callable[[], Executor],
-        process_pool: Callable[[], Executor],
+        process_pool: Callable[[], ProcessSlots],
         *,
         unknown_delay: float = 1.0,
         unknown_max: int = 5,
@@ -186,11 +143,9 @@ class Processor:
             return await call_actor(fn, args)
         loop = asyncio.get_running_loop()
         if actor.run_in_process and not _NO_PROCESSES:
-            ok, payload = await loop.run_in_executor(
-                self._process_pool(), run_in_child, fn, dumps(args), actor.name
-            )
+            ok, payload = await self._process_pool().run(fn, dumps(args), actor.name)
             if not ok:
-                raise _RemoteFailure(str(payload))
+                raise RemoteFailure(str(payload))
             return loads(payload)
         # The thread runs in a copy of this task's context: the current connection (a context
         # variable set by ``app.magic()``) is the one the actor enqueues over.

@@ -281,7 +281,8 @@ class _Runner(CountedRun, StopRequests):
         message = delivery.message
         self._broker.started(delivery, actor.timeout_for(message))
         loop = asyncio.get_running_loop()
-        context = JobContext(message, self._broker, loop, interruptible=actor.is_async)
+        interruptible = actor.is_async or actor.run_in_process
+        context = JobContext(message, self._broker, loop, interruptible=interruptible)
         task = loop.create_task(self._processor.process(delivery, actor, context))
         context.task = task
         self._contexts[(message.queue, message.id)] = context
