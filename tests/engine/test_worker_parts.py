@@ -14,10 +14,10 @@ from repid_django import (
 from repid_django.engine.brokers.base import DeadReason, OutcomeKind
 from repid_django.engine.message import Message
 from repid_django.engine.results import MAX_ERROR_CHARS
+from repid_django.engine.worker.calling import error_text
 from repid_django.engine.worker.counters import Counters
 from repid_django.engine.worker.emitter import Emitter
 from repid_django.engine.worker.events import EventKind, WorkerInfo
-from repid_django.engine.worker.calling import error_text
 
 
 def _info() -> WorkerInfo:
