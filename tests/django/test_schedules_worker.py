@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -39,8 +40,8 @@ def wait_for[T](probe: Callable[[], T | None], timeout: float, what: str) -> T:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-@pytest.fixture
-def worker() -> Iterator[Worker]:
+@contextmanager
+def running_worker() -> Iterator[Worker]:
     """``runworker``'s worker (the table as its schedule source), on a loop in a thread."""
     connection = build_connection()
     built = build_worker(
@@ -66,6 +67,12 @@ def worker() -> Iterator[Worker]:
         thread.join(30)
         assert not thread.is_alive(), "the worker did not stop"
         loop.close()
+
+
+@pytest.fixture
+def worker() -> Iterator[Worker]:
+    with running_worker() as running:
+        yield running
 
 
 @pytest.fixture
