@@ -5,12 +5,13 @@ change page, the dashboard and the monitor's snapshot."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from repid_django import Queue
@@ -165,6 +166,18 @@ def test_declared_schedules_are_read_only_but_for_enabled(editor: Client) -> Non
     delete = reverse("admin:repid_django_schedule_delete", args=(row.pk,))
     assert editor.post(delete, {"post": "yes"}).status_code == 403
     assert Schedule.objects.filter(pk=row.pk).exists()
+
+
+def test_the_admin_works_without_use_tz(editor: Client) -> None:
+    with override_settings(USE_TZ=False, TIME_ZONE="America/New_York"):
+        answer = editor.post(ADD, form(cron="30 2 * * *", every=""))
+        assert answer.status_code == 302, errors_of(answer)
+        row = Schedule.objects.get(name="pulse")
+        page = editor.get(change_url(row)).content.decode()
+        shown = re.findall(r"<li>\d{4}-\d\d-\d\d (\d\d:\d\d):00 E[SD]T</li>", page)
+        assert len(shown) == 5  # in New York time
+        assert set(shown) <= {"02:30", "03:00"}  # 03:00 on a spring-forward day
+        assert editor.get(CHANGELIST).status_code == 200
 
 
 # -------------------------------------------------------------------------------- run now
