@@ -57,7 +57,8 @@ How it works (key layout in :mod:`.keys`, scripts in ``lua/``):
   finish is fenced and enqueue refuses duplicate ids, so repeating them is safe. A producer
   call (enqueue, from sync or async code) has a total deadline of ``enqueue_timeout`` seconds
   (default 2) and then fails with a ``ConnectionError`` naming the Redis (password redacted);
-  each message is then written once or not at all.
+  each message is then written whole or not at all. Enqueue is at-least-once: a retry after
+  a lost reply writes again a job that ran and finished in between (docs/engine.md).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ Groups = dict[str, tuple[list[int], list[Any]]]
 CHUNK = 1000
 """Messages per script call when an async caller sends one queue a big batch: the parts go
 back to back on one connection, so the client packs the next while Redis runs the last (each
-message is still written once or not at all; a part is atomic, the batch as a whole is not)."""
+message is still written whole or not at all; a part is atomic, the batch as a whole is not)."""
 
 
 class RedisProducerMixin:
@@ -165,6 +165,6 @@ class RedisProducerMixin:
         return ConnectionError(
             f"Redis at {self.target} did not answer within {self.enqueue_timeout:g}s during "
             f"{what}{last}. Check that Redis is running, reachable and not overloaded (or raise "
-            "REPID['ENQUEUE_TIMEOUT']); then retry. A message is written once or not at all: "
+            "REPID['ENQUEUE_TIMEOUT']); then retry. A message is written whole or not at all: "
             "if the request reached Redis before the deadline it may have been written."
         )

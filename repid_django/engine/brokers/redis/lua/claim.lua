@@ -17,8 +17,7 @@
 local memo = KEYS[1] .. 'clm:' .. ARGV[4]
 if ARGV[9] == '1' then
   local seen = redis.call('GET', memo)
-  if seen then
-    redis.call('DEL', memo)
+  if seen then -- kept: this answer may be lost too (the claimer's next claim drops it)
     local got = cmsgpack.unpack(seen)
     local out, info = { -1, 0, '' }, {}
     for k = 1, #got, 2 do
