@@ -97,6 +97,19 @@ async def test_a_claim_whose_reply_was_lost_gets_its_batch_when_sent_again(
     assert all(d.lost == 0 for d in rest)
 
 
+async def test_two_lost_claim_replies_in_a_row_still_get_the_first_batch(
+    make: BrokerFactory, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    broker = await make()
+    faults = Faults(broker)
+    await broker.enqueue([msg(f"j{i}") for i in range(6)])
+    faults.lose["claim"] = 2  # the repeat's reply is lost too (a flapping link)
+    got = await broker.claim(["default"], 2, 0)
+    assert faults.sent["claim"] == 3
+    assert [d.message.id for d in got] == ["j0", "j1"]
+    assert leased(redis_client, key_prefix) == 2
+
+
 async def test_a_claim_that_gave_up_is_answered_by_the_next_claim(
     make: BrokerFactory, redis_client: redis.Redis, key_prefix: str
 ) -> None:
