@@ -287,3 +287,15 @@ async def test_the_database_source_reads_every_row_in_one_query(settings: Any) -
     ]
     await Schedule.objects.filter(name="admin-one").aupdate(every=7, enabled=True)
     assert [(s.name, s.interval, s.enabled) for s in await source()][1] == ("admin-one", 7.0, True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runworker_refuses_to_start_with_a_bad_schedule(redis_url: str, key_prefix: str) -> None:
+    from tests.django.test_runworker import runworker, worker_env
+
+    bad = json.dumps({"nightly-report": {"actor": "record", "cron": "0 3 * *"}})
+    process = runworker(worker_env(redis_url, key_prefix, REPID_SCHEDULES=bad), "--burst")
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "repid_django.E010" in err
+    assert "schedule 'nightly-report': invalid cron '0 3 * *'" in err
