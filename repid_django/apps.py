@@ -25,3 +25,10 @@ class RepidConfig(AppConfig):
         # here, so `migrate` or `check` never touch Redis).
         connection.install_if_valid()
         discovery.autodiscover()
+        # A deleted schedule's marks go with it (a new one of that name starts afresh).
+        from django.db.models.signals import post_delete
+
+        from .models import Schedule
+        from .worker.schedules import forget_deleted
+
+        post_delete.connect(forget_deleted, sender=Schedule, dispatch_uid="repid-forget-schedule")

@@ -28,7 +28,7 @@ from typing import Any, overload
 
 from django.db import transaction
 
-from .engine.actor import Actor
+from .engine.actor import Actor, ScheduleSpec
 from .engine.connection import Call, Connection
 from .engine.job import DEFAULT_TIMEOUT, Job
 from .engine.priorities import PrioritiesT
@@ -209,6 +209,7 @@ def actor[**P, R](
     priority: PrioritiesT | int = PrioritiesT.MEDIUM,
     store_result: bool | None = None,
     result_ttl: timedelta | float | None = None,
+    schedule: ScheduleSpec | None = None,
 ) -> Callable[[Callable[P, R]], ActorFunction[P, R]]: ...
 
 
@@ -225,6 +226,7 @@ def actor[**P, R](
     priority: PrioritiesT | int = PrioritiesT.MEDIUM,
     store_result: bool | None = None,
     result_ttl: timedelta | float | None = None,
+    schedule: ScheduleSpec | None = None,
 ) -> ActorFunction[P, R] | Callable[[Callable[P, R]], ActorFunction[P, R]]:
     """Register an actor of the project: ``@actor`` or ``@actor(name=..., queue=...)``.
 
@@ -234,6 +236,7 @@ def actor[**P, R](
     :class:`~repid_django.engine.job.Job`, ``store_result=None`` (auto) keeps a result only
     when it is worth reading (not a ``None`` returned by a one-off job) and
     ``result_ttl=None`` keeps it for ``REPID["RESULT_TTL"]`` (an hour by default).
+    ``schedule`` (a cron string, an interval, or a ``Schedule``) also runs it periodically.
     """
 
     def register(func: Callable[P, R]) -> ActorFunction[P, R]:
@@ -244,6 +247,7 @@ def actor[**P, R](
             run_in_process=run_in_process,
             retry_policy=retry_policy,
             timeout=timeout,
+            schedule=schedule,
         )
         registry.shortcut_router.add_actor(built)
         registry.add(built, getattr(func, "__module__", "?"))

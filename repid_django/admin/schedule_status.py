@@ -1,11 +1,11 @@
 """What the admin, the dashboard and the monitor show of each schedule: its next runs (computed
 in its own zone) and its last run, read live from the broker.
 
-The last run is the last tick the workers handled (``broker.schedule_marks``, one ``HMGET`` per
-queue over the project's connection, bounded by a timeout); its job id is the tick's
+The last run is the last tick that enqueued a job (``broker.schedule_runs``, one ``HMGET`` per
+queue over the project's connection, bounded by a timeout; ticks only marked handled, of a
+disabled schedule or when a schedule is first seen, are not runs); its job id is the tick's
 deterministic id (``sched:<name>:<tick in ms>``), linked to the job's mirrored record when
-there is one. A disabled schedule's ticks are marked handled without a job, and a schedule
-seen for the first time is marked at that moment: those marks have no job.
+there is one.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ LISTED = 100
 
 @dataclass(frozen=True, slots=True)
 class LastRun:
-    """The last tick handled: when (in the schedule's zone), its job id, its record's pk."""
+    """The last tick that enqueued a job: when (in the schedule's zone), its job id, its
+    record's pk."""
 
     at: datetime
     job_id: str
@@ -65,8 +66,8 @@ def next_runs(row: Schedule, count: int = 5) -> list[datetime]:
 
 
 def read_marks(rows: Sequence[Schedule], timeout: float = STATS_TIMEOUT) -> dict[str, float]:
-    """Name -> last tick handled (Unix seconds), one call; raises when the broker does not
-    answer within ``timeout`` seconds."""
+    """Name -> the tick of its last job (Unix seconds), one call; raises when the broker does
+    not answer within ``timeout`` seconds."""
     by_queue: dict[str, list[str]] = {}
     for row in rows:
         by_queue.setdefault(row.queue, []).append(row.name)
@@ -74,7 +75,7 @@ def read_marks(rows: Sequence[Schedule], timeout: float = STATS_TIMEOUT) -> dict
     async def work(broker: MessageBroker) -> dict[str, float]:
         found: dict[str, float] = {}
         for queue, names in by_queue.items():
-            found.update(await broker.schedule_marks(queue, names))
+            found.update(await broker.schedule_runs(queue, names))
         return found
 
     if not by_queue:

@@ -236,3 +236,29 @@ def database_source(using: str = "default", fallback: Sequence[Schedule] = ()) -
         return last
 
     return source
+
+
+FORGET_TIMEOUT = 2.0
+"""Seconds a deleted schedule's row waits for the broker to forget its marks."""
+
+
+def forget_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """``post_delete`` of a schedule row: the broker forgets what was fired of it, so a
+    schedule made again under that name starts afresh instead of catching up. Best effort: a
+    broker that does not answer is logged, and the row stays deleted."""
+    from ..engine.connection import get_connection
+
+    try:
+        connection = get_connection()
+        broker = connection.message_broker
+        connection.call(
+            lambda: broker.forget_schedule(instance.queue, instance.name), timeout=FORGET_TIMEOUT
+        )
+    except Exception as exc:
+        logger.warning(
+            "schedule %s deleted, but its marks in the broker were not cleared (%s: %s); a "
+            "schedule made again under that name may catch up missed ticks once",
+            instance.name,
+            type(exc).__name__,
+            exc,
+        )

@@ -299,3 +299,23 @@ def test_runworker_refuses_to_start_with_a_bad_schedule(redis_url: str, key_pref
     assert process.returncode == 1
     assert "repid_django.E010" in err
     assert "schedule 'nightly-report': invalid cron '0 3 * *'" in err
+
+
+def test_the_actor_shortcut_takes_a_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from repid_django import shortcuts
+
+    fresh = ActorRegistry()
+    monkeypatch.setattr(shortcuts, "registry", fresh)
+
+    @shortcuts.actor(schedule="0 3 * * *")
+    def nightly_cleanup() -> None:
+        return None
+
+    schedule = nightly_cleanup.actor.schedule
+    assert schedule is not None
+    assert (schedule.name, schedule.actor, schedule.cron) == (
+        "nightly_cleanup",
+        "nightly_cleanup",
+        "0 3 * * *",
+    )
+    assert [s.name for s in fresh.shortcut_router.schedules] == ["nightly_cleanup"]

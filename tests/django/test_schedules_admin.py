@@ -242,6 +242,36 @@ def test_last_run_is_read_live_and_linked_to_its_job_record(editor: Client) -> N
     assert job_id in editor.get(CHANGELIST).content.decode()
 
 
+def test_deleting_a_schedule_forgets_its_marks_and_only_jobs_are_runs(editor: Client) -> None:
+    row = Schedule.objects.create(name="pulse", actor="record", every=60)
+    connection = get_connection()
+    broker = connection.message_broker
+    tick = (time.time() // 60) * 60
+
+    def marks() -> tuple[dict[str, float], dict[str, float]]:
+        async def work() -> tuple[dict[str, float], dict[str, float]]:
+            return (
+                await broker.schedule_marks("default", ["pulse"]),
+                await broker.schedule_runs("default", ["pulse"]),
+            )
+
+        return connection.call(work, timeout=5)
+
+    async def mark_only() -> bool:
+        return await broker.fire("default", "pulse", tick + 60, None)
+
+    fire(row, tick)
+    connection.call(mark_only, timeout=5)  # a tick handled without a job (disabled)
+    assert marks() == ({"pulse": tick + 60}, {"pulse": tick})
+    assert tick_id("pulse", tick) in editor.get(change_url(row)).content.decode()
+    answer = editor.post(
+        reverse("admin:repid_django_schedule_delete", args=(row.pk,)), {"post": "yes"}
+    )
+    assert answer.status_code == 302
+    assert not Schedule.objects.filter(name="pulse").exists()
+    assert marks() == ({}, {})  # made again later, it starts afresh: no catch-up
+
+
 def test_the_changelist_syncs_settings_schedules(editor: Client, settings: Any) -> None:
     settings.REPID = {
         **settings.REPID,

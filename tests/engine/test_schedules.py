@@ -18,6 +18,7 @@ from repid_django import (
     Connection,
     InMemoryMessageBroker,
     Job,
+    MessageBroker,
     RedisMessageBroker,
     Repid,
     Router,
@@ -330,3 +331,27 @@ def test_a_job_with_cron_from_sync_code_and_its_bad_input(
         Job("report", cron="every day")
     with pytest.raises(ValueError, match="cron= repeats the job"):
         Job("report", cron="0 3 * * *", deferred_by=60)
+
+
+async def test_runs_count_only_ticks_that_made_a_job_and_forget_starts_afresh(
+    contract_broker: MessageBroker,
+) -> None:
+    broker = contract_broker
+    await broker.declare_queue("default")
+    schedule = Schedule("f", "report", every=60)
+    off = Schedule("f", "report", every=60, enabled=False)
+    t0 = at(UTC, 2026, 1, 1, 0, 0)
+    scheduler = Scheduler(broker, [schedule])
+    await scheduler.step(t0)  # first seen: marked, no job
+    assert await broker.schedule_runs("default", ["f"]) == {}
+    await scheduler.step(t0 + 60)
+    assert await broker.schedule_runs("default", ["f"]) == {"f": t0 + 60}
+    await Scheduler(broker, [off]).step(t0 + 120)  # disabled: marked, no job
+    assert await broker.schedule_marks("default", ["f"]) == {"f": t0 + 120}
+    assert await broker.schedule_runs("default", ["f"]) == {"f": t0 + 60}
+    await broker.forget_schedule("default", "f")  # deleted, then made again much later
+    again = Scheduler(broker, [Schedule("f", "report", every=60, missed="all")])
+    await again.step(t0 + 3600)
+    assert again.fired == 0  # no catch-up of the hour it did not exist
+    await again.step(t0 + 3660)
+    assert again.fired == 1

@@ -250,6 +250,16 @@ class MessageBroker(abc.ABC):
         """The last tick handled (Unix seconds) of each of ``names`` that has one."""
         raise NotImplementedError(f"{type(self).__name__} does not run periodic schedules")
 
+    async def schedule_runs(self, queue: str, names: Sequence[str]) -> dict[str, float]:
+        """The tick (Unix seconds) of the last job each of ``names`` enqueued (its job id is
+        ``scheduler.tick_id(name, tick)``); ticks only marked handled are not runs."""
+        raise NotImplementedError(f"{type(self).__name__} does not run periodic schedules")
+
+    async def forget_schedule(self, queue: str, name: str) -> None:
+        """Forget what was fired of schedule ``name`` (it was deleted): a schedule made again
+        under that name starts afresh instead of catching up."""
+        raise NotImplementedError(f"{type(self).__name__} does not run periodic schedules")
+
     async def save_schedule(self, name: str, data: dict[str, Any]) -> None:
         """Keep schedule ``name`` (its ``Schedule.to_dict()``, JSON) in the broker, for
         ``Job(cron=...)``: every worker fires it until :meth:`remove_schedule`. Saving a name

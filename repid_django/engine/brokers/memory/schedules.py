@@ -25,12 +25,22 @@ class InMemoryScheduleMixin:
         marks[(queue, schedule)] = tick
         if message is None:
             return False
+        marks[(queue, ">" + schedule)] = tick
         (written,) = await self.enqueue([message])
         return written
 
     async def schedule_marks(self, queue: str, names: Sequence[str]) -> dict[str, float]:
         marks = self.__dict__.get("_marks", {})
         return {n: marks[(queue, n)] for n in names if (queue, n) in marks}
+
+    async def schedule_runs(self, queue: str, names: Sequence[str]) -> dict[str, float]:
+        marks = self.__dict__.get("_marks", {})
+        return {n: marks[(queue, ">" + n)] for n in names if (queue, ">" + n) in marks}
+
+    async def forget_schedule(self, queue: str, name: str) -> None:
+        marks = self.__dict__.get("_marks", {})
+        marks.pop((queue, name), None)
+        marks.pop((queue, ">" + name), None)
 
     async def save_schedule(self, name: str, data: dict[str, Any]) -> None:
         self.__dict__.setdefault("_kept", {})[name] = copy.deepcopy(data)

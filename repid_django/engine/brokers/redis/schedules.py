@@ -47,11 +47,21 @@ class RedisScheduleMixin:
             args += [message.id, message.priority, body]
         return bool(await self._script("fire", [self._base(queue)], args))
 
-    async def schedule_marks(self, queue: str, names: Sequence[str]) -> dict[str, float]:
+    async def schedule_marks(
+        self, queue: str, names: Sequence[str], *, strip: int = 0
+    ) -> dict[str, float]:
         if not names:
             return {}
         found = await self.client.hmget(self._base(queue) + "sched", list(names))
-        return {n: float(text(v)) for n, v in zip(names, found, strict=True) if v is not None}
+        return {
+            n[strip:]: float(text(v)) for n, v in zip(names, found, strict=True) if v is not None
+        }
+
+    async def schedule_runs(self, queue: str, names: Sequence[str]) -> dict[str, float]:
+        return await self.schedule_marks(queue, [">" + n for n in names], strip=1)
+
+    async def forget_schedule(self, queue: str, name: str) -> None:
+        await self.client.hdel(self._base(queue) + "sched", name, ">" + name)
 
     # schedules kept in Redis (Job(cron=...)) ---------------------------------------------------
     async def save_schedule(self, name: str, data: dict[str, Any]) -> None:
