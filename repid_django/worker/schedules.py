@@ -70,6 +70,32 @@ def code_schedules() -> list[Schedule]:
     ]
 
 
+KEPT_TIMEOUT = 2.0
+"""Seconds a sync waits for the broker's list of ``Job(cron=...)`` schedules."""
+
+
+def kept_schedules(timeout: float = KEPT_TIMEOUT) -> list[Schedule] | None:
+    """The schedules ``Job(cron=...)`` kept in the broker, as code schedules; ``None`` when
+    the broker cannot be read (then a sync removes no code row)."""
+    from ..engine.connection import get_connection
+
+    try:
+        connection = get_connection()
+        broker = connection.message_broker
+        kept = connection.call(broker.list_schedules, timeout=timeout)
+    except Exception as exc:
+        logger.warning("schedules kept in the broker unreadable: %s: %s", type(exc).__name__, exc)
+        return None
+    found: list[Schedule] = []
+    for name, data in kept.items():
+        fields = {k: v for k, v in data.items() if k not in ("name", "source")}
+        try:
+            found.append(Schedule.from_dict(name, fields, source="code"))
+        except (ScheduleError, TypeError) as exc:
+            logger.warning("schedule %r kept in the broker is skipped: %s", name, exc)
+    return found
+
+
 def declared_schedules() -> list[Schedule]:
     """Settings then code schedules, one per name (a settings schedule replaces a code one of
     the same name); :class:`ScheduleError` for the first bad settings schedule."""
@@ -119,7 +145,9 @@ class Synced:
 
 
 def sync_schedules(declared: Sequence[Schedule] | None = None, using: str = "default") -> Synced:
-    """Write the code and settings schedules to the table, in one transaction.
+    """Write the code and settings schedules to the table, in one transaction. Code schedules
+    include those ``Job(cron=...)`` kept in the broker (read with a short timeout; when it does
+    not answer, no code row is removed by this sync).
 
     Upsert by name with their source (a row's ``enabled`` is kept: it is what the admin
     edits); rows of code or settings schedules that are no longer declared are removed. Admin
@@ -130,9 +158,12 @@ def sync_schedules(declared: Sequence[Schedule] | None = None, using: str = "def
     from django.db import IntegrityError, OperationalError
 
     wanted = {s.name: s for s in (declared_schedules() if declared is None else declared)}
+    kept = kept_schedules()
+    for schedule in kept or ():
+        wanted.setdefault(schedule.name, schedule)
     for attempt in range(SYNC_ATTEMPTS):
         try:
-            done = _sync(wanted, using)
+            done = _sync(wanted, using, remove_code=kept is not None)
         except (IntegrityError, OperationalError) as exc:
             if attempt == SYNC_ATTEMPTS - 1:
                 raise
@@ -150,7 +181,7 @@ def sync_schedules(declared: Sequence[Schedule] | None = None, using: str = "def
     raise AssertionError("unreachable")
 
 
-def _sync(wanted: dict[str, Schedule], using: str) -> Synced:
+def _sync(wanted: dict[str, Schedule], using: str, *, remove_code: bool = True) -> Synced:
     from django.db import transaction
 
     from ..models import Schedule as Row
@@ -177,7 +208,12 @@ def _sync(wanted: dict[str, Schedule], using: str) -> Synced:
                     setattr(row, key, value)
                 row.save(using=using)
                 done.updated.append(name)
-        gone = [n for n, row in rows.items() if row.source != "admin" and n not in wanted]
+        gone = [
+            n
+            for n, row in rows.items()
+            if n not in wanted
+            and (row.source == "settings" or (remove_code and row.source == "code"))
+        ]
         if gone:
             Row.objects.using(using).filter(name__in=gone).delete()
             done.removed.extend(gone)

@@ -302,3 +302,18 @@ def test_dashboard_and_monitor_show_next_and_last_runs(editor: Client) -> None:
     assert found["pulse"]["last_job_id"] == tick_id("pulse", tick)
     assert found["pulse"]["next_run"] is not None
     assert found["paused"]["next_run"] is None
+
+
+def test_job_cron_schedules_show_as_code_schedules(editor: Client) -> None:
+    from repid_django import Job
+
+    connection = get_connection()
+    assert Job("record", id_="kept", cron="*/5 * * * *", connection=connection).enqueue().value
+    page = editor.get(CHANGELIST).content.decode()
+    assert "kept" in page
+    row = Schedule.objects.get(name="kept")
+    assert (row.source, row.cron, row.actor) == ("code", "*/5 * * * *", "record")
+    broker = connection.message_broker
+    assert connection.call(lambda: broker.remove_schedule("kept"), timeout=5)
+    editor.get(CHANGELIST)
+    assert not Schedule.objects.filter(name="kept").exists()
