@@ -27,7 +27,8 @@ STATS_TIMEOUT = 2.0
 
 @dataclass(frozen=True, slots=True)
 class QueueDepth:
-    """A queue's counts, ``live`` from the broker or from the mirrored snapshot of ``at``."""
+    """A queue's counts, ``live`` from the broker or from the mirrored snapshot of ``at``;
+    ``paused`` (see ``ops.pause_queue``) is known only when live (else ``None``)."""
 
     name: str
     ready: int
@@ -36,6 +37,7 @@ class QueueDepth:
     dead: int
     live: bool
     at: datetime | None = None
+    paused: bool | None = None
 
     @property
     def total(self) -> int:
@@ -91,7 +93,15 @@ def read_depths(timeout: float = STATS_TIMEOUT) -> tuple[list[QueueDepth], str |
         stats = live.get(name)
         if stats is not None:
             depths.append(
-                QueueDepth(name, stats.ready, stats.delayed, stats.running, stats.dead, True)
+                QueueDepth(
+                    name,
+                    stats.ready,
+                    stats.delayed,
+                    stats.running,
+                    stats.dead,
+                    True,
+                    paused=stats.paused,
+                )
             )
         else:
             rec = records[name]

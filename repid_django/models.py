@@ -52,6 +52,7 @@ class DeadReasonChoice(models.TextChoices):
     DECODE_ERROR = "decode_error", _("Undecodable")
     TOO_LARGE = "too_large", _("Too large")
     EXPIRED = "expired", _("Expired")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 class QueueRecord(models.Model):

@@ -10,37 +10,55 @@ that cannot be reached raises :class:`BrokerUnavailable` with a message that say
 operation that does not finish in time raises :class:`OperationTimedOut` (it may still
 complete). Live queue depths are in :mod:`repid_django.depths` (``queue_depths`` is importable
 from here too).
+
+Pause, cancel and progress: :func:`pause_queue` / :func:`resume_queue` stop and restart the
+workers' claims of a queue; :func:`cancel_job` removes a waiting job or stops a running one;
+:func:`job_progress` reads what running actors reported with ``set_progress``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError
 from django.utils import timezone
 
 from .depths import QueueDepth, queue_depths
-from .engine.brokers.base import MessageBroker
+from .engine.brokers.base import CancelState, MessageBroker
 from .engine.connection import Connection, get_connection
 from .engine.job import Job
-from .models import DeadLetterRecord, DeadReasonChoice, JobRecord, JobStatus, QueueRecord
+from .engine.queue import validate_queue_name
+from .models import (
+    FINAL_STATUSES,
+    DeadLetterRecord,
+    DeadReasonChoice,
+    JobRecord,
+    JobStatus,
+    QueueRecord,
+)
 
 __all__ = [
     "OPERATION_TIMEOUT",
     "RETRYABLE",
     "BrokerUnavailable",
+    "CancelState",
     "OperationTimedOut",
+    "Progress",
     "QueueDepth",
     "Requeued",
     "cancel_job",
+    "job_progress",
+    "pause_queue",
     "purge_dead",
     "purge_queue",
     "queue_depths",
     "requeue_dead",
+    "resume_queue",
     "retry_job",
 ]
 
@@ -167,15 +185,16 @@ def purge_dead(queue: str, ids: Sequence[str] | None = None) -> int:
 def retry_job(record: JobRecord) -> str:
     """Run a failed, dead-lettered or cancelled job again; returns the id of the new run.
 
-    A job still in the broker's dead-letter queue is requeued there (it keeps its id);
-    otherwise a new job is enqueued with the recorded actor, queue, arguments and retries.
+    A job still in the broker's dead-letter queue (dead-lettered, or cancelled while it ran)
+    is requeued from there (it keeps its id); otherwise a new job is enqueued with the
+    recorded actor, queue, arguments and retries.
     """
     if record.status not in RETRYABLE:
         raise ValueError(
             f"job {record.job_id} is {record.get_status_display().lower()}: only failed, "
             "dead-lettered or cancelled jobs can be retried"
         )
-    if record.status == JobStatus.DEAD:
+    if record.status in (JobStatus.DEAD, JobStatus.CANCELLED):
         outcome = requeue_dead(record.queue, [record.job_id])
         if outcome.done:
             return record.job_id
@@ -213,19 +232,87 @@ def retry_job(record: JobRecord) -> str:
     return new_id
 
 
-def cancel_job(record: JobRecord) -> bool:
-    """Remove a waiting job from its queue; ``False`` when it is no longer waiting."""
+def cancel_job(queue: str, job_id: str) -> CancelState:
+    """Cancel job ``job_id`` of ``queue``: ``"removed"`` when it was waiting (it will not run;
+    its record reads cancelled at once), ``"stopping"`` when it runs (the worker holding it is
+    told within about half a second; the job then ends as a dead letter with reason
+    ``cancelled`` and its record reads cancelled), ``"unknown"`` when it is neither (finished
+    already, or never there). A cancelled job is never retried.
 
-    async def work(broker: MessageBroker) -> bool:
-        return await broker.cancel(record.queue, record.job_id)
+    An async actor gets ``CancelledError``; a sync one sees ``current_job().cancelled`` and
+    should return; a ``run_in_process`` actor has its process terminated.
+    """
+    validate_queue_name(queue)
+    _check_job_id(job_id)
 
-    removed = _run(work)
-    if removed:
+    async def work(broker: MessageBroker) -> CancelState:
+        return await broker.cancel_job(queue, job_id)
+
+    state = _run(work)
+    if state == "removed":
         now = timezone.now()
-        JobRecord.objects.filter(pk=record.pk).update(
-            status=JobStatus.CANCELLED, finished_at=now, updated_at=now
-        )
-    return removed
+        JobRecord.objects.filter(queue=queue, job_id=job_id).exclude(
+            status__in=FINAL_STATUSES
+        ).update(status=JobStatus.CANCELLED, finished_at=now, updated_at=now)
+    logger.info("cancel job %s of queue %r: %s", job_id, queue, state)
+    return state
+
+
+def _check_job_id(job_id: str) -> None:
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 200:
+        raise ValueError(f"invalid job id {job_id!r}: a non-empty string of 200 characters at most")
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a running actor last reported with ``set_progress``: ``value`` from 0 to 1, a
+    short ``text`` and when (``at``)."""
+
+    value: float
+    text: str
+    at: datetime
+
+    @property
+    def percent(self) -> int:
+        return round(self.value * 100)
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Progress | None:
+        """From the broker's ``{"value", "text", "at"}`` (``None`` when unreadable)."""
+        try:
+            value = min(1.0, max(0.0, float(data["value"])))
+            at = datetime.fromtimestamp(float(data["at"]), UTC)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+        return cls(value, str(data.get("text") or ""), at)
+
+
+def job_progress(
+    queue: str, ids: Sequence[str], *, timeout: float | None = None
+) -> dict[str, Progress]:
+    """The progress last reported by each of ``ids`` (jobs of ``queue``) that reported any
+    (kept an hour after the last report). One round trip."""
+    return progress_by_queue({queue: ids}, timeout=timeout).get(queue, {})
+
+
+def progress_by_queue(
+    jobs: Mapping[str, Sequence[str]], *, timeout: float | None = None
+) -> dict[str, dict[str, Progress]]:
+    """:func:`job_progress` for several queues at once (queue -> job ids), in one call."""
+    wanted = {validate_queue_name(queue): list(ids) for queue, ids in jobs.items() if ids}
+
+    async def work(broker: MessageBroker) -> dict[str, dict[str, dict[str, Any]]]:
+        return {queue: await broker.get_progress(queue, ids) for queue, ids in wanted.items()}
+
+    found = _run(work, timeout) if wanted else {}
+    return {
+        queue: {
+            job_id: progress
+            for job_id, data in reports.items()
+            if (progress := Progress.from_data(data)) is not None
+        }
+        for queue, reports in found.items()
+    }
 
 
 # ------------------------------------------------------------------------------- queues
@@ -260,3 +347,28 @@ def purge_queue(queue: str) -> int:
     QueueRecord.objects.filter(name=queue).update(ready=0, delayed=0, updated_at=now)
     logger.info("purged %d waiting job(s) of queue %r", count, queue)
     return count
+
+
+def pause_queue(name: str) -> None:
+    """Stop workers from starting jobs of queue ``name``: from their next claim (well within a
+    second) they take none of its jobs, until :func:`resume_queue`. Running jobs finish and
+    enqueue keeps accepting (the jobs wait). Pausing a paused queue is harmless."""
+    validate_queue_name(name)
+
+    async def work(broker: MessageBroker) -> None:
+        await broker.pause_queue(name)
+
+    _run(work)
+    logger.info("paused queue %r", name)
+
+
+def resume_queue(name: str) -> None:
+    """Let workers take the jobs of queue ``name`` again (the waiting workers are woken at
+    once). Resuming a queue that is not paused is harmless."""
+    validate_queue_name(name)
+
+    async def work(broker: MessageBroker) -> None:
+        await broker.resume_queue(name)
+
+    _run(work)
+    logger.info("resumed queue %r", name)

@@ -14,12 +14,13 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from .. import ops
-from ..models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord
+from ..models import FINAL_STATUSES, DeadLetterRecord, JobRecord, QueueRecord
 from .views import (
     confirm_page,
     confirmed,
     report_unavailable,
     run_queue_operation,
+    say_cancelled,
     say_requeued,
 )
 
@@ -120,7 +121,7 @@ def retry_selected(model_admin: Admin, request: HttpRequest, queryset: QuerySet[
         )
 
 
-@admin.action(description="Cancel selected waiting jobs", permissions=["manage"])
+@admin.action(description="Cancel selected waiting or running jobs", permissions=["manage"])
 def cancel_selected(
     model_admin: Admin, request: HttpRequest, queryset: QuerySet[JobRecord]
 ) -> HttpResponse | None:
@@ -133,21 +134,23 @@ def cancel_selected(
             title="Cancel the selected jobs?",
             question=(
                 f"Those of the {queryset.count()} selected job(s) still waiting in their queue "
-                "are removed and will not run. Running and finished jobs are not affected."
+                "are removed and will not run; running ones are stopped (they end as "
+                "cancelled, and are not retried). Finished jobs are not affected."
             ),
         )
-    cancelled = not_waiting = 0
+    outcome: dict[str, list[str]] = defaultdict(list)
+    finished = 0
     try:
-        for job in queryset.exclude(status__in=(JobStatus.SUCCEEDED, JobStatus.CANCELLED)):
-            if ops.cancel_job(job):
-                cancelled += 1
-            else:
-                not_waiting += 1
+        for queue, job_id, status in queryset.values_list("queue", "job_id", "status"):
+            if status in FINAL_STATUSES:
+                finished += 1
+                continue
+            outcome[ops.cancel_job(queue, job_id)].append(job_id)
     except ops.BrokerUnavailable as exc:
         report_unavailable(request, exc)
-    messages.success(request, f"Cancelled {cancelled} job(s).")
-    if not_waiting:
-        messages.warning(request, f"{not_waiting} job(s) were no longer waiting.")
+    say_cancelled(request, outcome)
+    if finished:
+        messages.warning(request, f"Skipped {finished} job(s) that had already finished.")
     return None
 
 
@@ -196,3 +199,19 @@ purge_all_dead = _queue_action(
     "Delete all dead letters of selected queues",
     "Every dead letter of {names} is deleted from the broker for good. This cannot be undone.",
 )
+
+
+def _switch_action(kind: str, action: str, description: str) -> Any:
+    """Pause or resume the selected queues at once (no confirmation: one undoes the other)."""
+
+    @admin.action(description=description, permissions=["manage"])
+    def act(model_admin: Admin, request: HttpRequest, queryset: QuerySet[QueueRecord]) -> None:
+        for name in queryset.values_list("name", flat=True):
+            run_queue_operation(request, kind, name)
+
+    act.__name__ = action
+    return act
+
+
+pause_queues = _switch_action("pause", "pause_queues", "Pause selected queues")
+resume_queues = _switch_action("resume", "resume_queues", "Resume selected queues")

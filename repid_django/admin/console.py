@@ -17,12 +17,12 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from .. import ops
-from ..depths import live_stats
-from ..models import DeadLetterRecord, JobRecord, JobStatus, QueueRecord, WorkerRecord
+from ..depths import STATS_TIMEOUT
+from ..models import DeadLetterRecord, JobRecord, JobStatus, WorkerRecord
 from . import actions
 from . import display as show
 from .filters import AliveFilter, DeadLetterStateFilter, alive_within
-from .views import can_manage, dead_letter_views, job_views, queue_views
+from .views import can_manage, dead_letter_views, job_views
 
 Operation = dict[str, str]
 
@@ -87,6 +87,11 @@ def _op(model_name: str, kind: str, pk: object, label: str, style: str = "") -> 
     return {"label": label, "url": url, "style": style}
 
 
+CANCELLABLE = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
+"""Statuses of the jobs a Cancel button is shown for (waiting ones are removed, running ones
+stopped)."""
+
+
 @admin.register(JobRecord)
 class JobRecordAdmin(ConsoleAdmin):
     list_display = (
@@ -106,12 +111,26 @@ class JobRecordAdmin(ConsoleAdmin):
     date_hierarchy = "updated_at"
     actions = (actions.retry_selected, actions.cancel_selected)
     fieldsets = (
-        (None, {"fields": ("job_id", "actor", "queue", "status_badge", "priority", "attempts")}),
+        (
+            None,
+            {
+                "fields": (
+                    "job_id",
+                    "actor",
+                    "queue",
+                    "status_badge",
+                    "progress",
+                    "priority",
+                    "attempts",
+                )
+            },
+        ),
         ("Timing", {"fields": ("enqueued_at", "started_at", "finished_at", "retry_at", "took")}),
         ("Data", {"fields": ("args_json", "result_json", "error_pre", "dead_letter", "worker")}),
     )
     readonly_fields = (
         "status_badge",
+        "progress",
         "attempts",
         "took",
         "args_json",
@@ -127,9 +146,23 @@ class JobRecordAdmin(ConsoleAdmin):
         found: list[Operation] = []
         if obj.status in ops.RETRYABLE:
             found.append(_op("jobrecord", "retry", obj.pk, "Retry this job"))
-        if obj.status in (JobStatus.QUEUED, JobStatus.RETRYING):
+        if obj.status in CANCELLABLE:
             found.append(_op("jobrecord", "cancel", obj.pk, "Cancel this job", "danger"))
         return found
+
+    @admin.display(description="progress")
+    def progress(self, obj: JobRecord) -> SafeString | str:
+        """What the actor last reported with ``set_progress``, read from the broker now."""
+        if obj.status == JobStatus.QUEUED:
+            return "-"
+        try:
+            found = ops.job_progress(obj.queue, [obj.job_id], timeout=STATS_TIMEOUT)
+        except ops.BrokerUnavailable:
+            return format_html('<span class="repid-muted">{}</span>', "unknown: no answer")
+        report = found.get(obj.job_id)
+        if report is None:
+            return "-"
+        return show.progress(report, running=obj.status == JobStatus.RUNNING)
 
     @admin.display(description="job id", ordering="job_id")
     def short_job_id(self, obj: JobRecord) -> str:
@@ -251,85 +284,6 @@ class DeadLetterRecordAdmin(ConsoleAdmin):
     @admin.display(description="raw body excerpt")
     def raw_pre(self, obj: DeadLetterRecord) -> SafeString:
         return show.pre(obj.raw)
-
-
-@admin.register(QueueRecord)
-class QueueRecordAdmin(ConsoleAdmin):
-    list_display = ("name", "ready_n", "delayed_n", "running_n", "dead_n", "source", "links")
-    search_fields = ("^name",)
-    actions = (actions.purge_queues, actions.requeue_all_dead, actions.purge_all_dead)
-    fields = ("name", "ready_n", "delayed_n", "running_n", "dead_n", "source", "links")
-    readonly_fields = fields
-
-    def get_urls(self) -> list[URLPattern]:
-        return self._op_urls("by-name/<str:name>", queue_views(self), "name") + super().get_urls()
-
-    def get_changelist_instance(self, request: HttpRequest) -> Any:
-        changelist = super().get_changelist_instance(request)
-        rows = list(changelist.result_list)
-        live = live_stats([row.name for row in rows])
-        for row in rows:
-            row.repid_live = None if live is None else live.get(row.name)
-        return changelist
-
-    def get_object(
-        self, request: HttpRequest, object_id: str, from_field: str | None = None
-    ) -> Any:
-        obj = super().get_object(request, object_id, from_field)
-        if obj is not None:
-            obj.repid_live = (live_stats([obj.name]) or {}).get(obj.name)
-        return obj
-
-    def operations(self, request: HttpRequest, obj: QueueRecord) -> list[Operation]:
-        def queue_op(kind: str, label: str) -> Operation:
-            url = reverse(
-                f"admin:repid_django_queuerecord_{kind.replace('-', '_')}", args=(obj.name,)
-            )
-            return {"label": label, "url": url, "style": "danger" if "purge" in kind else ""}
-
-        return [
-            queue_op("requeue-dead", "Requeue all dead letters"),
-            queue_op("purge-dead", "Delete all dead letters"),
-            queue_op("purge", "Purge waiting jobs"),
-        ]
-
-    def _count(self, obj: QueueRecord, field: str) -> int:
-        live = getattr(obj, "repid_live", None)
-        return int(getattr(live if live is not None else obj, field))
-
-    @admin.display(description="ready")
-    def ready_n(self, obj: QueueRecord) -> int:
-        return self._count(obj, "ready")
-
-    @admin.display(description="delayed")
-    def delayed_n(self, obj: QueueRecord) -> int:
-        return self._count(obj, "delayed")
-
-    @admin.display(description="running")
-    def running_n(self, obj: QueueRecord) -> int:
-        return self._count(obj, "running")
-
-    @admin.display(description="dead letters")
-    def dead_n(self, obj: QueueRecord) -> int:
-        return self._count(obj, "dead")
-
-    @admin.display(description="counts from")
-    def source(self, obj: QueueRecord) -> SafeString:
-        if getattr(obj, "repid_live", None) is not None:
-            return show.badge("live", "green")
-        return format_html(
-            '{} <span class="repid-muted">{}</span>',
-            show.badge("snapshot", "amber"),
-            show.age(obj.updated_at),
-        )
-
-    @admin.display(description="records")
-    def links(self, obj: QueueRecord) -> SafeString:
-        return format_html(
-            "{} · {}",
-            show.changelist_link("jobrecord", "jobs", queue=obj.name),
-            show.changelist_link("deadletterrecord", "dead letters", queue=obj.name, state="dead"),
-        )
 
 
 @admin.register(WorkerRecord)

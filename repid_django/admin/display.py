@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.urls import reverse
 from django.utils import timezone
@@ -12,6 +12,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from ..models import JobStatus
+
+if TYPE_CHECKING:
+    from ..ops import Progress
 
 PERMISSION = "repid_django.manage_jobs"
 """The permission every operation of the console requires (requeue, retry, cancel, purge)."""
@@ -92,6 +95,23 @@ def duration(value: timedelta | None) -> str:
     if seconds < 120:
         return f"{seconds:.2f} s"
     return f"{seconds / 60:.1f} min"
+
+
+def progress(report: Progress, *, running: bool = True) -> SafeString:
+    """A progress bar with the percentage, the text and how old the report is."""
+    return format_html(
+        '<span class="repid-progress-cell" data-value="{}">'
+        '<progress class="repid-progress" value="{}" max="1">{}%</progress> '
+        '<strong>{}%</strong> <span class="repid-progress-text">{}</span> '
+        '<span class="repid-muted">{} {}</span></span>',
+        f"{report.value:.4f}",
+        f"{report.value:.4f}",
+        report.percent,
+        report.percent,
+        report.text,
+        "reported" if running else "last reported",
+        age(report.at),
+    )
 
 
 def admin_link(model_name: str, pk: object, label: str) -> SafeString:

@@ -131,6 +131,33 @@ def say_requeued(request: HttpRequest, outcome: ops.Requeued) -> None:
         )
 
 
+CANCEL_MESSAGES: dict[str, tuple[int, str]] = {
+    "removed": (
+        messages.SUCCESS,
+        "Removed {n} waiting job(s) from their queue: they will not run. {ids}",
+    ),
+    "stopping": (
+        messages.SUCCESS,
+        "Asked the workers to stop {n} running job(s): they end as cancelled within a second "
+        "or so, and are not retried. {ids}",
+    ),
+    "unknown": (
+        messages.WARNING,
+        "{n} job(s) had already finished (or were not in their queue any more): nothing to "
+        "cancel. {ids}",
+    ),
+}
+
+
+def say_cancelled(request: HttpRequest, outcome: Mapping[str, Sequence[str]]) -> None:
+    """One message per outcome of ``ops.cancel_job`` (``removed``, ``stopping``, ``unknown``)."""
+    for state, (level, text) in CANCEL_MESSAGES.items():
+        ids = outcome.get(state) or []
+        if ids:
+            shown = ", ".join(ids[:10]) + (" …" if len(ids) > 10 else "")
+            messages.add_message(request, level, text.format(n=len(ids), ids=f"({shown})"))
+
+
 # ------------------------------------------------------------------------- dead letters
 
 
@@ -193,16 +220,26 @@ def job_views(model_admin: admin.ModelAdmin[Any]) -> dict[str, View]:
     def cancel(request: HttpRequest, pk: int) -> HttpResponse:
         job = get_object_or_404(JobRecord, pk=pk)
         try:
-            if ops.cancel_job(job):
-                messages.success(request, f"Job {job.job_id} was removed from its queue.")
+            state = ops.cancel_job(job.queue, job.job_id)
+        except ops.BrokerUnavailable as exc:
+            report_unavailable(request, exc)
+        else:
+            if state == "removed":
+                messages.success(
+                    request, f"Job {job.job_id} was removed from its queue: it will not run."
+                )
+            elif state == "stopping":
+                messages.success(
+                    request,
+                    f"Job {job.job_id} is running: its worker was asked to stop it. It ends as "
+                    "cancelled within a second or so, and is not retried.",
+                )
             else:
                 messages.warning(
                     request,
-                    f"Job {job.job_id} is not waiting in queue {job.queue!r} any more "
-                    "(running or finished): nothing was cancelled.",
+                    f"Job {job.job_id} is not waiting or running in queue {job.queue!r} any "
+                    "more (it has finished already): nothing was cancelled.",
                 )
-        except ops.BrokerUnavailable as exc:
-            report_unavailable(request, exc)
         return Redirect(_change(job))
 
     return {"retry": retry, "cancel": cancel}
@@ -237,11 +274,25 @@ def run_queue_operation(request: HttpRequest, kind: str, name: str) -> None:
             messages.success(request, f"Removed {count} waiting job(s) from queue {name!r}.")
         elif kind == "requeue-dead":
             say_requeued(request, ops.requeue_dead(name))
-        else:
+        elif kind == "purge-dead":
             count = ops.purge_dead(name)
             messages.success(request, f"Deleted {count} dead letter(s) of queue {name!r}.")
+        elif kind == "pause":
+            ops.pause_queue(name)
+            messages.success(
+                request,
+                f"Paused queue {name!r}: workers start none of its jobs from their next claim "
+                "(running jobs finish; new jobs wait) until it is resumed.",
+            )
+        else:
+            ops.resume_queue(name)
+            messages.success(request, f"Resumed queue {name!r}: workers take its jobs again.")
     except ops.BrokerUnavailable as exc:
         report_unavailable(request, exc)
+
+
+SWITCHES = ("pause", "resume")
+"""Queue operations that act at the first POST (nothing is lost: they are undone by the other)."""
 
 
 def queue_views(model_admin: admin.ModelAdmin[Any]) -> dict[str, View]:
@@ -253,7 +304,7 @@ def queue_views(model_admin: admin.ModelAdmin[Any]) -> dict[str, View]:
             except ValueError:
                 raise Http404("no such queue") from None
             back = safe_next(request) or _changelist(model_admin.model)
-            if not confirmed(request):
+            if kind not in SWITCHES and not confirmed(request):
                 stats = (live_stats([name]) or {}).get(name)
                 waiting = "?" if stats is None else str(stats.ready + stats.delayed)
                 dead = "?" if stats is None else str(stats.dead)
@@ -272,4 +323,4 @@ def queue_views(model_admin: admin.ModelAdmin[Any]) -> dict[str, View]:
 
         return view
 
-    return {kind: make(kind) for kind in QUEUE_OPERATIONS}
+    return {kind: make(kind) for kind in (*QUEUE_OPERATIONS, *SWITCHES)}

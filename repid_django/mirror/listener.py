@@ -26,7 +26,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 from django.db import close_old_connections, connections
-from django.db.models import Case, DateTimeField, Value, When
+from django.db.models import Case, CharField, DateTimeField, Value, When
 
 from ..engine.brokers.base import DeadLetter, MessageBroker
 from ..engine.results import stamp
@@ -35,7 +35,6 @@ from ..models import (
     FINAL_STATUSES,
     DeadLetterRecord,
     JobRecord,
-    JobStatus,
     QueueRecord,
     WorkerRecord,
 )
@@ -50,6 +49,7 @@ from .rows import (
     accepts,
     apply,
     dead_letter_values,
+    letter_status,
     letter_values,
 )
 from .upsert import upsert
@@ -259,11 +259,19 @@ class OrmMirror:
             self.write_dead_letters(fresh)
             # Jobs the broker dead-lettered by itself (e.g. their worker died) end here too,
             # each at the time of its own dead letter.
+            # A cancelled job (its worker died before it saw the request) reads cancelled.
             failed_at = {values["job_id"]: values["failed_at"] for values in fresh}
             at = Case(
                 *(When(job_id=job_id, then=Value(when)) for job_id, when in failed_at.items()),
                 output_field=DateTimeField(),
             )
+            status = Case(
+                *(
+                    When(job_id=values["job_id"], then=Value(letter_status(values["reason"])))
+                    for values in fresh
+                ),
+                output_field=CharField(),
+            )
             JobRecord.objects.using(self.using).filter(job_id__in=failed_at).exclude(
                 status__in=FINAL_STATUSES
-            ).update(status=JobStatus.DEAD, finished_at=at, updated_at=at)
+            ).update(status=status, finished_at=at, updated_at=at)

@@ -5,6 +5,9 @@ A job's state only moves forward: an event applies when its ``(attempt, STATUS_R
 behind the row's, so a late "started" never overwrites "succeeded". Two exceptions: a job
 returned to its queue (shutdown) goes from "running" back to "queued" for the same attempt, and
 a recurring job starts over when its next run begins.
+
+A job dead-lettered because it was cancelled (``DeadReason.CANCELLED``) reads "cancelled", not
+"dead-lettered" (:func:`status_of`, :func:`letter_status`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.brokers.base import DeadLetter
+from ..engine.brokers.base import DeadLetter, DeadReason
 from ..engine.message import Message
 from ..engine.results import stamp
 from ..engine.worker.events import EventKind, JobEvent
@@ -59,6 +62,18 @@ STATUS_OF = {
 }
 
 
+def status_of(event: JobEvent) -> str:
+    """The row status ``event`` leads to."""
+    if event.kind is EventKind.DEAD and event.reason is DeadReason.CANCELLED:
+        return JobStatus.CANCELLED
+    return STATUS_OF[event.kind]
+
+
+def letter_status(reason: str) -> str:
+    """The status of a job whose dead letter has ``reason``."""
+    return JobStatus.CANCELLED if reason == DeadReason.CANCELLED else JobStatus.DEAD
+
+
 @dataclass(slots=True)
 class JobRow:
     """The mirror's view of one job row while a batch is merged."""
@@ -98,7 +113,7 @@ def apply(row: JobRow | None, event: JobEvent) -> JobRow:
     values.update(
         actor=message.actor,
         queue=message.queue,
-        status=STATUS_OF[event.kind],
+        status=status_of(event),
         priority=message.priority,
         args=message.args,
         attempt=message.attempt,

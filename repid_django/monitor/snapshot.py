@@ -4,7 +4,9 @@ Queue depths are read live from the broker (the source of truth, see ``repid_dja
 when it does not answer in time, each queue falls back to the mirrored
 :class:`~repid_django.models.QueueRecord` and the snapshot is marked ``stale`` with the reason,
 so the page says so instead of going blank.
-Throughput, workers and failures come from the ORM mirror, which workers write in batches.
+Throughput, workers, failures and the running jobs come from the ORM mirror, which workers
+write in batches; the running jobs' progress (``set_progress``) and whether each queue is paused
+are read live from the broker too (unknown, ``null``, when it does not answer).
 Schedules come from their table, with their next run and their last run (read live from the
 broker, skipped when it did not answer for the depths).
 
@@ -22,7 +24,8 @@ from django.utils import timezone
 
 from ..admin.display import error_summary
 from ..depths import STATS_TIMEOUT, read_depths
-from ..models import DeadLetterRecord, JobRecord, JobStatus, WorkerRecord
+from ..models import DeadLetterRecord, DeadReasonChoice, JobRecord, JobStatus, WorkerRecord
+from .running import running_jobs
 
 Snapshot = dict[str, Any]
 
@@ -58,6 +61,7 @@ def queue_rows(timeout: float = BROKER_TIMEOUT) -> tuple[list[dict[str, Any]], s
             "dead": depth.dead,
             "live": depth.live,
             "mirrored_at": _iso(depth.at),
+            "paused": depth.paused,
         }
         for depth in found
     ]
@@ -65,12 +69,14 @@ def queue_rows(timeout: float = BROKER_TIMEOUT) -> tuple[list[dict[str, Any]], s
 
 
 def throughput(now: datetime, window: int = THROUGHPUT_WINDOW) -> dict[str, Any]:
-    """Jobs that finished in the last ``window`` seconds, from the mirror."""
+    """Jobs that finished in the last ``window`` seconds, from the mirror (``cancelled`` ones
+    are counted apart from ``failed`` ones)."""
     since = now - timedelta(seconds=window)
     counts = JobRecord.objects.filter(finished_at__gte=since, finished_at__lte=now).aggregate(
         finished=Count("pk"),
         succeeded=Count("pk", filter=Q(status=JobStatus.SUCCEEDED)),
         failed=Count("pk", filter=Q(status__in=FAILED_STATUSES)),
+        cancelled=Count("pk", filter=Q(status=JobStatus.CANCELLED)),
     )
     finished = int(counts["finished"] or 0)
     return {
@@ -78,6 +84,7 @@ def throughput(now: datetime, window: int = THROUGHPUT_WINDOW) -> dict[str, Any]
         "finished": finished,
         "succeeded": int(counts["succeeded"] or 0),
         "failed": int(counts["failed"] or 0),
+        "cancelled": int(counts["cancelled"] or 0),
         "per_second": round(finished / window, 3),
     }
 
@@ -107,9 +114,12 @@ def workers(now: datetime, limit: int = RECENT * 5) -> dict[str, Any]:
 
 
 def failures(limit: int = RECENT) -> list[dict[str, Any]]:
-    """The latest dead letters (still in the dead-letter queue) and failed jobs, newest first."""
+    """The latest dead letters (still in the dead-letter queue) and failed jobs, newest first;
+    cancelled jobs are not failures."""
     found: list[tuple[datetime, dict[str, Any]]] = []
-    letters = DeadLetterRecord.objects.filter(requeued_at=None, purged_at=None)
+    letters = DeadLetterRecord.objects.filter(requeued_at=None, purged_at=None).exclude(
+        reason=DeadReasonChoice.CANCELLED
+    )
     for letter in letters.order_by("-failed_at")[:limit]:
         found.append(
             (
@@ -172,6 +182,7 @@ def build_snapshot(timeout: float = BROKER_TIMEOUT) -> Snapshot:
         },
         "throughput": throughput(now),
         "workers": workers(now),
+        "running_jobs": running_jobs(now, live=problem is None, timeout=timeout),
         "failures": failures(),
         "schedules": overview(live=problem is None, timeout=timeout)[0],
     }

@@ -142,6 +142,7 @@ async def test_a_refresh_message_asks_for_a_snapshot_now(socket: WebsocketCommun
         "dead": 0,
         "live": True,
         "mirrored_at": None,
+        "paused": False,
     }
 
 

@@ -28,10 +28,15 @@ from repid_django.engine.worker.signals import DEFAULT_SIGNALS
 from repid_django.engine.worker.signals import install as install_signals
 from repid_django.engine.worker.worker import Worker
 
+from ._switch import switch_queues
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BROKER_UNREACHABLE = 69
 """``EX_UNAVAILABLE`` of sysexits.h (3 would mean "restart" to Django's autoreloader)."""
+
+WORKER_ONLY = ("queues", "concurrency", "messages_limit", "burst", "graceful_shutdown_time")
+"""Options that only mean something to a worker (refused with --pause/--resume)."""
 
 LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
@@ -45,7 +50,8 @@ class Command(BaseCommand):
         "--graceful-shutdown-time (unfinished ones go back to the queue); a second one stops "
         "at once. Exit codes: 0 done (signal, --burst or --messages-limit), 1 bad "
         "configuration or forced stop, 69 broker unreachable. Every runworker also fires the "
-        "periodic schedules (no beat process: each tick is enqueued once in all)."
+        "periodic schedules (no beat process: each tick is enqueued once in all). "
+        "With --pause or --resume it pauses or resumes queues and exits, starting no worker."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -87,12 +93,31 @@ class Command(BaseCommand):
             help="Write jobs and workers to the ORM for the admin (default: REPID['MIRROR']).",
         )
 
+        parser.add_argument(
+            "--pause",
+            action="append",
+            metavar="QUEUE",
+            default=[],
+            help="Pause QUEUE (repeatable): workers start none of its jobs until it is resumed "
+            "(running jobs finish; enqueue keeps accepting). Then exit; no worker is started.",
+        )
+        parser.add_argument(
+            "--resume",
+            action="append",
+            metavar="QUEUE",
+            default=[],
+            help="Resume QUEUE (repeatable), then exit; no worker is started.",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         self._configure_logging(options["verbosity"])
         try:
             conf.get_settings()
         except conf.SettingError as exc:
             raise CommandError(str(exc)) from None
+        if options["pause"] or options["resume"]:
+            self._switch(options)
+            return
         queues = self._queues(options["queues"])
         for name in ("concurrency", "messages_limit"):
             if options[name] is not None and options[name] < 1:
@@ -255,6 +280,26 @@ class Command(BaseCommand):
             loop.call_soon_threadsafe(worker.stop)
             self._stopped.wait(worker.graceful_shutdown_time + 10)
         # returning None lets Django restart the process
+
+    # --pause / --resume ----------------------------------------------------------------------
+    def _switch(self, options: dict[str, Any]) -> None:
+        """Pause and resume the named queues, then return (no worker is started)."""
+        from repid_django.ops import BrokerUnavailable
+
+        extra = [f"--{name.replace('_', '-')}" for name in WORKER_ONLY if options.get(name)]
+        if extra:
+            raise CommandError(
+                f"--pause/--resume only switch queues and exit: drop {', '.join(extra)} (or run "
+                "the worker with a separate runworker command)"
+            )
+        try:
+            for line in switch_queues(options["pause"], options["resume"]):
+                self.stdout.write(line)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        except BrokerUnavailable as exc:
+            self.stderr.write(f"runworker: {exc}")
+            sys.exit(EXIT_BROKER_UNREACHABLE)
 
     # helpers ---------------------------------------------------------------------------------
     def _queues(self, raw: str | None) -> list[str] | None:

@@ -101,6 +101,10 @@
       var th = el("th");
       th.scope = "row";
       th.appendChild(link(q.name, jobsUrl + "?queue=" + encodeURIComponent(q.name)));
+      if (q.paused) {
+        th.appendChild(document.createTextNode(" "));
+        th.appendChild(badge("paused", "amber")).classList.add("repid-paused");
+      }
       if (!q.live) {
         th.appendChild(document.createTextNode(" "));
         th.appendChild(el("span", "(mirrored " + since(q.mirrored_at) + ")", "repid-muted"));
@@ -147,6 +151,43 @@
       return tr;
     });
     replaceRows("repid-workers", rows, "No worker has reported yet.", 7);
+  }
+
+  function progressCell(progress) {
+    var td = el("td", null, "repid-progress-cell");
+    if (!progress) {
+      td.appendChild(el("span", "-", "repid-muted"));
+      return td;
+    }
+    td.dataset.value = String(progress.value);
+    var bar = el("progress", progress.percent + "%", "repid-progress");
+    bar.max = 1;
+    bar.value = progress.value;
+    td.appendChild(bar);
+    td.appendChild(document.createTextNode(" "));
+    td.appendChild(el("strong", progress.percent + "%"));
+    td.appendChild(document.createTextNode(" "));
+    td.appendChild(el("span", progress.text, "repid-progress-text"));
+    td.appendChild(document.createTextNode(" "));
+    td.appendChild(el("span", "reported " + age(progress.age), "repid-muted"));
+    return td;
+  }
+
+  function renderRunning(jobs) {
+    var jobsUrl = root.dataset.jobsUrl;
+    setText("repid-running-count", jobs.length);
+    var rows = jobs.map(function (j) {
+      var tr = el("tr", null, "repid-running-job");
+      tr.dataset.job = j.job_id;
+      var th = el("th");
+      th.appendChild(link(j.actor, jobsUrl + j.pk + "/change/"));
+      tr.appendChild(th);
+      tr.appendChild(el("td", j.queue));
+      tr.appendChild(el("td", j.running_for === null ? "-" : Math.round(j.running_for) + " s"));
+      tr.appendChild(progressCell(j.progress));
+      return tr;
+    });
+    replaceRows("repid-running", rows, "No job is running.", 4);
   }
 
   function renderFailures(failures) {
@@ -201,8 +242,10 @@
     setText("repid-finished", t.finished);
     setText("repid-succeeded", t.succeeded);
     setText("repid-failed", t.failed);
+    setText("repid-cancelled", t.cancelled || 0);
     renderQueues(snapshot);
     renderWorkers(snapshot.workers);
+    renderRunning(snapshot.running_jobs || []);
     renderFailures(snapshot.failures || []);
     renderSchedules(snapshot.schedules || []);
   }
