@@ -210,6 +210,9 @@ def actor[**P, R](
     store_result: bool | None = None,
     result_ttl: timedelta | float | None = None,
     schedule: ScheduleSpec | None = None,
+    concurrency_limit: int | None = None,
+    rate_limit: str | None = None,
+    rate_limit_key: str | None = None,
 ) -> Callable[[Callable[P, R]], ActorFunction[P, R]]: ...
 
 
@@ -227,6 +230,9 @@ def actor[**P, R](
     store_result: bool | None = None,
     result_ttl: timedelta | float | None = None,
     schedule: ScheduleSpec | None = None,
+    concurrency_limit: int | None = None,
+    rate_limit: str | None = None,
+    rate_limit_key: str | None = None,
 ) -> ActorFunction[P, R] | Callable[[Callable[P, R]], ActorFunction[P, R]]:
     """Register an actor of the project: ``@actor`` or ``@actor(name=..., queue=...)``.
 
@@ -236,7 +242,8 @@ def actor[**P, R](
     :class:`~repid_django.engine.job.Job`, ``store_result=None`` (auto) keeps a result only
     when it is worth reading (not a ``None`` returned by a one-off job) and
     ``result_ttl=None`` keeps it for ``REPID["RESULT_TTL"]`` (an hour by default).
-    ``schedule`` (a cron string, an interval, or a ``Schedule``) also runs it periodically.
+    ``schedule`` (a cron string, an interval, or a ``Schedule``) also runs it periodically;
+    ``concurrency_limit``, ``rate_limit`` and ``rate_limit_key`` limit it across all workers.
     """
 
     def register(func: Callable[P, R]) -> ActorFunction[P, R]:
@@ -248,6 +255,9 @@ def actor[**P, R](
             retry_policy=retry_policy,
             timeout=timeout,
             schedule=schedule,
+            concurrency_limit=concurrency_limit,
+            rate_limit=rate_limit,
+            rate_limit_key=rate_limit_key,
         )
         registry.shortcut_router.add_actor(built)
         registry.add(built, getattr(func, "__module__", "?"))

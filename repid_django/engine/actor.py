@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from .limits import NO_LIMITS, LimitError, Limits
 from .queue import validate_queue_name
 from .retry import RetryPolicyT, default_retry_policy
 from .schedules.spec import Schedule, ScheduleError
@@ -26,6 +27,8 @@ class Actor:
     ``timeout`` (seconds), when set, caps the job's own timeout. Sync functions run in the
     worker's thread pool, or in its process pool with ``run_in_process=True``. ``schedule``:
     the actor also runs periodically (a :class:`~.schedules.Schedule` named after the actor).
+    ``limits``: at most ``concurrency_limit`` runs at once and ``rate_limit`` starts per window
+    across all workers (see :mod:`.limits`).
     """
 
     name: str
@@ -35,6 +38,7 @@ class Actor:
     retry_policy: RetryPolicyT = default_retry_policy
     timeout: float | None = None
     schedule: Schedule | None = None
+    limits: Limits = NO_LIMITS
 
     @property
     def is_async(self) -> bool:
@@ -57,6 +61,9 @@ class Actor:
         retry_policy: RetryPolicyT | None = None,
         timeout: timedelta | float | None = None,
         schedule: ScheduleSpec | None = None,
+        concurrency_limit: int | None = None,
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
     ) -> Actor:
         if not callable(fn):
             raise TypeError(f"an actor must be a function, got {fn!r}")
@@ -81,6 +88,7 @@ class Actor:
             retry_policy=retry_policy or default_retry_policy,
             timeout=None if seconds is None else float(seconds),
             schedule=None if schedule is None else as_schedule(schedule, actor_name, queue),
+            limits=_limits(actor_name, concurrency_limit, rate_limit, rate_limit_key),
         )
 
 
@@ -96,3 +104,12 @@ def as_schedule(spec: ScheduleSpec, actor: str, queue: str) -> Schedule:
         f"actor {actor!r}: schedule must be a cron string, an interval (timedelta or seconds) "
         f"or a Schedule, got {spec!r}"
     )
+
+
+def _limits(actor: str, concurrency: int | None, rate: str | None, key: str | None) -> Limits:
+    if concurrency is None and rate is None and key is None:
+        return NO_LIMITS
+    try:
+        return Limits(concurrency, rate, key)
+    except LimitError as exc:
+        raise LimitError(f"actor {actor!r}: {exc}") from None

@@ -37,6 +37,9 @@ class Router:
         retry_policy: RetryPolicyT | None = None,
         timeout: timedelta | float | None = None,
         schedule: ScheduleSpec | None = None,
+        concurrency_limit: int | None = None,
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def actor(
@@ -50,6 +53,9 @@ class Router:
         retry_policy: RetryPolicyT | None = None,
         timeout: timedelta | float | None = None,
         schedule: ScheduleSpec | None = None,
+        concurrency_limit: int | None = None,
+        rate_limit: str | None = None,
+        rate_limit_key: str | None = None,
     ) -> F | Callable[[F], F]:
         """Register an actor: ``@router.actor`` or ``@router.actor(name=..., queue=...)``."""
 
@@ -63,6 +69,9 @@ class Router:
                     retry_policy=retry_policy,
                     timeout=timeout,
                     schedule=schedule,
+                    concurrency_limit=concurrency_limit,
+                    rate_limit=rate_limit,
+                    rate_limit_key=rate_limit_key,
                 )
             )
             return func

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
+from ..limits import Limits
 from ..message import Message
 from ..results import JobResult
 
@@ -229,6 +230,16 @@ class MessageBroker(abc.ABC):
 
     async def get_progress(self, queue: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The progress last reported by each of ``ids`` that reported any."""
+        return {}
+
+    async def set_limits(self, queue: str, limits: Mapping[str | None, Limits]) -> None:
+        """Set the limits of ``queue``'s actors (key: the actor's name) or of the queue itself
+        (key ``None``), replacing what those keys had; an empty ``Limits()`` removes them.
+        Enforced at the next claim of every worker (see :mod:`..limits`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not enforce limits")
+
+    async def get_limits(self, queue: str) -> dict[str | None, Limits]:
+        """The limits in force on ``queue``: ``{None: the queue's, actor: the actor's}``."""
         return {}
 
     async def pause_queue(self, queue: str) -> None:

@@ -29,7 +29,7 @@ from .options import RunOptions
 from .pools import Pools
 from .processor import Processor
 from .recorder import Recorder
-from .stopping import StopRequests, cancelled
+from .stopping import StopRequests, cancelled, publish_limits
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -165,6 +165,7 @@ class _Runner(CountedRun, StopRequests):
         if worker.auto_declare:
             for queue in self._queues:
                 await self._broker.declare_queue(queue)
+        await publish_limits(self._broker, self._actors.values())
         remove_signals = signals.install(loop, worker.handle_signals, self._on_signal)
         self._recorder.start()
         if self._emitter is not None:

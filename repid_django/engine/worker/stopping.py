@@ -1,4 +1,5 @@
-"""Cancelling running jobs: how a worker run reacts to a stop request.
+"""Cancelling running jobs (how a worker run reacts to a stop request), and the limits a run
+publishes at start.
 
 ``broker.cancel_job(queue, id)`` on a running job asks the worker holding it to stop (the Redis
 broker's lease keeper polls for such requests every half second; see
@@ -16,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..actor import Actor
-from ..brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
+from ..brokers.base import DeadReason, Delivery, MessageBroker, Outcome, OutcomeKind
+from ..limits import Limits
 from .context import JobContext
 
 logger = logging.getLogger("repid_django.worker")
@@ -59,3 +61,20 @@ class StopRequests:
                 logger.info("job %s: cancelled before it started", message_id)
                 self._push(cancelled(delivery))
                 return
+
+
+async def publish_limits(broker: MessageBroker, actors: Iterable[Actor]) -> None:
+    """Tell the broker the limits of this worker's actors (code is their source: an actor
+    without limits clears what an older version set). Brokers without limits are skipped."""
+    actors = list(actors)
+    by_queue: dict[str, dict[str | None, Limits]] = {}
+    for actor in actors:
+        by_queue.setdefault(actor.queue, {})[actor.name] = actor.limits
+    limited = any(not a.limits.empty for a in actors)
+    for queue, limits in by_queue.items():
+        try:
+            await broker.set_limits(queue, limits)
+        except NotImplementedError:
+            if limited:
+                logger.warning("%s does not enforce limits", type(broker).__name__)
+            return

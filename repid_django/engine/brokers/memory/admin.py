@@ -14,7 +14,7 @@ from typing import Any
 
 from ...message import Message, MessageDecodeError, decode, encode_checked
 from ...results import JobResult
-from ..base import CancelState, DeadLetter
+from ..base import BrokerCounters, CancelState, DeadLetter, DeadReason
 from .results import InMemoryResultsMixin
 from .state import Entry, Lease, QueueState, ResultStore, Waiters
 
@@ -30,6 +30,12 @@ class InMemoryAdminMixin(InMemoryResultsMixin):
     _claimers: Waiters
     _joiners: Waiters
     _idle: Waiters
+    _lost: dict[tuple[str, str], int]
+    _counters: BrokerCounters
+    max_lost: int
+
+    def _repush(self, queue: str, message: Message, now: float, seq: int = -1) -> bool:
+        raise NotImplementedError
 
     def _push(self, queue: str, message: Message, body: bytes, now: float, seq: int = -1) -> bool:
         raise NotImplementedError
@@ -79,6 +85,40 @@ class InMemoryAdminMixin(InMemoryResultsMixin):
     async def get_progress(self, queue: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         kept = self.__dict__.get("_progress", {})
         return {i: dict(kept[(queue, i)]) for i in ids if (queue, i) in kept}
+
+    def expire_leases(self, queue: str | None = None) -> int:
+        """Return every running message (of ``queue``) to its queue as if its worker had died.
+
+        This is what the Redis broker's reaper does for expired leases; the old deliveries are
+        fenced off (their ``finish`` reports ``False``). For tests of lost leases.
+        """
+        now = time.time()
+        count = 0
+        for token, lease in list(self._leases.items()):
+            if queue is not None and lease.queue != queue:
+                continue
+            del self._leases[token]
+            state = self._queues.get(lease.queue)
+            if state is None:
+                continue
+            if state.running.get(lease.message.id) == token:
+                del state.running[lease.message.id]
+            key = (lease.queue, lease.message.id)
+            lost = self._lost[key] = self._lost.get(key, 0) + 1
+            count += 1
+            if lost > self.max_lost:
+                del self._lost[key]
+                self._counters.dead += 1
+                error = f"its lease expired {lost} times (the worker running it died or hung)"
+                state.bury(lease.message, DeadReason.WORKER_LOST, error, now)
+                continue
+            self._repush(lease.queue, lease.message, now, lease.seq)
+        if count:
+            self._claimers.wake()
+            self._joiners.wake()
+        if not self._leases:
+            self._idle.wake()
+        return count
 
     async def pause_queue(self, queue: str) -> None:
         self._queues[queue].paused = True

@@ -32,11 +32,17 @@ from ..base import (
     ResultBroker,
 )
 from .admin import InMemoryAdminMixin
+from .limits import InMemoryLimitsMixin
 from .schedules import InMemoryScheduleMixin
 from .state import Entry, Lease, QueueState, ResultStore, Waiters
 
+HELD_SCAN = 200
+"""Jobs held back by limits that one claim looks past before it gives up."""
 
-class InMemoryMessageBroker(InMemoryScheduleMixin, InMemoryAdminMixin, MessageBroker, ResultBroker):
+
+class InMemoryMessageBroker(
+    InMemoryLimitsMixin, InMemoryScheduleMixin, InMemoryAdminMixin, MessageBroker, ResultBroker
+):
     """A broker in this process's memory. Use it from one event loop.
 
     ``max_message_size`` bounds encoded bodies (``ValueError`` at enqueue); ``dead_letter_limit``
@@ -59,6 +65,7 @@ class InMemoryMessageBroker(InMemoryScheduleMixin, InMemoryAdminMixin, MessageBr
         self._idle = Waiters()
         self._queues: dict[str, QueueState] = {}
         self._leases: dict[str, Lease] = {}
+        self._rate_due: float | None = None
         self._seq = itertools.count()
         self._tokens = itertools.count(1)
         self._results = ResultStore()
@@ -165,6 +172,8 @@ class InMemoryMessageBroker(InMemoryScheduleMixin, InMemoryAdminMixin, MessageBr
             due = self._next_due(queues)
             if due is not None:
                 remaining = min(remaining, max(due - time.time(), 0.0))
+            if self._rate_due is not None:  # a rate limit gives a token again then
+                remaining = min(remaining, max(self._rate_due - time.monotonic(), 0.0))
             await self._claimers.wait(remaining)
 
     def wake_claimers(self) -> None:
@@ -185,15 +194,12 @@ class InMemoryMessageBroker(InMemoryScheduleMixin, InMemoryAdminMixin, MessageBr
                 if state.n_ready and not state.paused:
                     states.append((name, state))
         deliveries: list[Delivery] = []
+        held: list[tuple[QueueState, Entry]] = []
+        self._rate_due = None
         changed = False
         while states and len(deliveries) < limit:
-            best: tuple[int, int, Entry] | None = None
-            best_at = 0
-            for index, (_, state) in enumerate(states):
-                head = state.head()
-                if head is not None and (best is None or head[:2] < best[:2]):
-                    best, best_at = head, index
-            if best is None:
+            best_at = _best(states)
+            if best_at < 0:
                 break
             name, state = states[best_at]
             entry = state.pop()
@@ -202,6 +208,11 @@ class InMemoryMessageBroker(InMemoryScheduleMixin, InMemoryAdminMixin, MessageBr
             message = self._decode(name, state, entry, now)
             if message is None:
                 changed = True
+                continue
+            if self._limited(name) and not self._admit(name, len(state.running), message):
+                held.append((state, entry))  # over a limit: it stays in its place
+                if len(held) > HELD_SCAN:
+                    break
                 continue
             lost = self._lost.get((name, message.id), 0)
             last = self.max_lost > 0 and lost >= self.max_lost
@@ -216,6 +227,8 @@ class InMemoryMessageBroker(InMemoryScheduleMixin, InMemoryAdminMixin, MessageBr
             if last:
                 self._alone_pending = True
                 break
+        for held_state, entry in held:
+            held_state.push(entry, now)
         if deliveries:
             self._counters.extra["claimed"] += len(deliveries)
         if changed:
@@ -236,40 +249,6 @@ class InMemoryMessageBroker(InMemoryScheduleMixin, InMemoryAdminMixin, MessageBr
             state.bury(message, DeadReason.EXPIRED, "ttl passed before it ran", now)
             return None
         return message
-
-    def expire_leases(self, queue: str | None = None) -> int:
-        """Return every running message (of ``queue``) to its queue as if its worker had died.
-
-        This is what the Redis broker's reaper does for expired leases; the old deliveries are
-        fenced off (their ``finish`` reports ``False``). For tests of lost leases.
-        """
-        now = time.time()
-        count = 0
-        for token, lease in list(self._leases.items()):
-            if queue is not None and lease.queue != queue:
-                continue
-            del self._leases[token]
-            state = self._queues.get(lease.queue)
-            if state is None:
-                continue
-            if state.running.get(lease.message.id) == token:
-                del state.running[lease.message.id]
-            key = (lease.queue, lease.message.id)
-            lost = self._lost[key] = self._lost.get(key, 0) + 1
-            count += 1
-            if lost > self.max_lost:
-                del self._lost[key]
-                self._counters.dead += 1
-                error = f"its lease expired {lost} times (the worker running it died or hung)"
-                state.bury(lease.message, DeadReason.WORKER_LOST, error, now)
-                continue
-            self._repush(lease.queue, lease.message, now, lease.seq)
-        if count:
-            self._claimers.wake()
-            self._joiners.wake()
-        if not self._leases:
-            self._idle.wake()
-        return count
 
     def _next_due(self, queues: Sequence[str]) -> float | None:
         due: float | None = None
@@ -302,7 +281,7 @@ class InMemoryMessageBroker(InMemoryScheduleMixin, InMemoryAdminMixin, MessageBr
                 self._results.put(outcome.result, message.result_ttl, now)
             if outcome.kind in {OutcomeKind.ACK, OutcomeKind.DEAD}:
                 self._lost.pop((lease.queue, message.id), None)
-            requeued |= self._apply(state, lease, outcome, now)
+            requeued |= self._apply(state, lease, outcome, now) or self._limited(lease.queue)
         if requeued:
             self._claimers.wake()
         if not self._leases:
@@ -390,3 +369,14 @@ class InMemoryMessageBroker(InMemoryScheduleMixin, InMemoryAdminMixin, MessageBr
             dead=counters.dead,
             extra=dict(counters.extra),
         )
+
+
+def _best(states: Sequence[tuple[str, QueueState]]) -> int:
+    """The index of the queue whose head is served first (priority, then FIFO); -1: none."""
+    best: tuple[int, int, Entry] | None = None
+    best_at = -1
+    for index, (_, state) in enumerate(states):
+        head = state.head()
+        if head is not None and (best is None or head[:2] < best[:2]):
+            best, best_at = head, index
+    return best_at

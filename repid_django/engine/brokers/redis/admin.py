@@ -16,12 +16,13 @@ only: running it again does the rest.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
 
+from ...limits import Limits, ctl_fields, field_names, from_fields
 from ...message import Message, MessageDecodeError, decode, encode
 from ...results import JobResult
 from ...serializer import dumps, loads
@@ -98,13 +99,27 @@ class RedisAdminMixin(RedisResultsMixin):
                 break
         return messages
 
+    async def set_limits(self, queue: str, limits: Mapping[str | None, Limits]) -> None:
+        ctl = self._base(queue) + "ctl"
+        async with self.client.pipeline(transaction=True) as pipe:
+            for who, chosen in limits.items():
+                pipe.hdel(ctl, *field_names(who))
+                fields = ctl_fields(chosen, who)
+                if fields:
+                    pipe.hset(ctl, mapping=fields)  # type: ignore[arg-type]
+            await pipe.execute()
+
+    async def get_limits(self, queue: str) -> dict[str | None, Limits]:
+        found = await self.client.hgetall(self._base(queue) + "ctl")
+        return from_fields({text(k): text(v) for k, v in found.items() if text(k) != "paused"})
+
     async def pause_queue(self, queue: str) -> None:
-        await self.client.set(self._base(queue) + "paused", "1")
+        await self.client.hset(self._base(queue) + "ctl", "paused", "1")
 
     async def resume_queue(self, queue: str) -> None:
         base = self._base(queue)
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(base + "paused")
+            pipe.hdel(base + "ctl", "paused")
             pipe.lpush(base + "wake", *["1"] * 8)  # wake the waiting workers now
             pipe.ltrim(base + "wake", 0, 7)
             await pipe.execute()

@@ -178,6 +178,7 @@ class RedisMessageBroker(
         self._unsure_claim: tuple[str, list[str]] | None = None
         self._claim_memo: str | None = None
         self._unsure_finish: set[str] = set()
+        self._conc_queues: set[str] = set()
         self._beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeat] = (
             weakref.WeakKeyDictionary()
         )
@@ -327,7 +328,7 @@ class RedisMessageBroker(
         async with self.client.pipeline(transaction=False) as pipe:
             for part in QUEUE_PARTS:
                 pipe.zcard(base + part)
-            pipe.exists(base + "paused")
+            pipe.hexists(base + "ctl", "paused")
             ready, delayed, running, dead, paused = await pipe.execute()
         return QueueStats(
             name, ready=ready, delayed=delayed, running=running, dead=dead, paused=bool(paused)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,10 +107,16 @@ def result_ttl_ms(seconds: float) -> int:
 
 
 def finish_args(
-    outcomes: Sequence[Outcome], now: float, result_ttl: float, head: list[Any]
+    outcomes: Sequence[Outcome],
+    now: float,
+    result_ttl: float,
+    head: list[Any],
+    wake: Collection[str] = (),
 ) -> tuple[list[str], list[Any], list[int]]:
     """The queues, the arguments after ``head`` (see ``lua/finish.lua``: grouped by queue, then
-    by lease token, plain acks first) and, for each reply position, the index of its outcome."""
+    by lease token, plain acks first) and, for each reply position, the index of its outcome.
+    A queue in ``wake`` (it has a concurrency limit) wakes a waiting claimer once its slots are
+    freed (its group count carries a ``w``)."""
     # queue -> token -> (plain acks, other outcomes): (index, arguments) pairs
     groups: dict[str, dict[str, tuple[list[Any], list[Any]]]] = {}
     for index, outcome in enumerate(outcomes):
@@ -122,8 +128,8 @@ def finish_args(
     seen = {(o.delivery.message.queue, o.delivery.message.id) for o in outcomes}
     args = [*head, 1 if len(seen) < len(outcomes) else 0]
     order: list[int] = []
-    for by_token in groups.values():
-        args.append(len(by_token))
+    for queue, by_token in groups.items():
+        args.append(f"{len(by_token)}w" if queue in wake else len(by_token))
         for token, (plain, full) in by_token.items():
             args += [token, len(plain), len(full)]
             for index, record in (*plain, *full):
@@ -164,7 +170,7 @@ def decode_claimed(
     good: list[Delivery] = []
     bad: list[Outcome] = []
     info = text(reply[2]).split() if reply[2] else None
-    for n, i in enumerate(range(3, len(reply), 2)):
+    for n, i in enumerate(range(4, len(reply), 2)):
         queue, lost = queues[0], 0
         if info is not None:
             index, _, count = info[n].partition(",")

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..base import BrokerCounters, Delivery, Outcome, OutcomeKind
-from .codec import call_digest, decode_claimed, finish_args, result_ttl_ms
+from .codec import call_digest, decode_claimed, finish_args, result_ttl_ms, text
 from .keys import wake_key
 from .lease import Heartbeat, LeaseKeeper
 from .scripts import RETRYABLE
@@ -52,6 +52,7 @@ class RedisConsumerMixin:
     _unsure_claim: tuple[str, list[str]] | None
     _claim_memo: str | None
     _unsure_finish: set[str]
+    _conc_queues: set[str]
     _beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeat]
     _counters: BrokerCounters
     prefix: str
@@ -107,7 +108,9 @@ class RedisConsumerMixin:
             )
             self._unsure_claim = None
             good, bad = decode_claimed(reply, queue_list, token, self.max_message_size, now)
-            self._claim_memo = token if len(reply) > 3 else None
+            self._claim_memo = token if len(reply) > 4 else None
+            if reply[3] or self._conc_queues:
+                self._note_limits(queue_list, text(reply[3]))
             passed_over = int(reply[1]) == 1
             if passed_over or any(self._last_chance(d) for d in good):
                 self._alone_pending = True
@@ -133,6 +136,13 @@ class RedisConsumerMixin:
                 block = min(block, max(next_run - time.time(), 0.0))
             if block > 0.001:
                 await self._wait_for_wake(queue_list, block)
+
+    def _note_limits(self, queues: list[str], indexes: str) -> None:
+        """Remember which of ``queues`` have a concurrency limit (their finishes wake the
+        claimers waiting for a free slot)."""
+        limited = {queues[int(i) - 1] for i in indexes.split()}
+        self._conc_queues.difference_update(queues)
+        self._conc_queues.update(limited)
 
     async def _bury(self, bad: list[Outcome]) -> None:
         """Dead-letter unreadable deliveries; on failure, leave them for the reaper (the good
@@ -262,7 +272,9 @@ class RedisConsumerMixin:
         repeat = 1 if digest in self._unsure_finish else 0
         head: list[Any] = [now, self._dead_ttl_ms, self.dead_letter_max, digest]
         head += [memo_ttl_ms, repeat, result_ttl_ms(self.result_ttl)]
-        queues, args, order = finish_args(outcomes, now, self.result_ttl, head)
+        queues, args, order = finish_args(
+            outcomes, now, self.result_ttl, head, wake=self._conc_queues
+        )
         keys = [self._base(q) for q in queues]
 
         async def send() -> Any:

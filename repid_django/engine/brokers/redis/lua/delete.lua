@@ -5,7 +5,7 @@
 local base = KEYS[1]
 local keys = {}
 for _, what in ipairs({ 'ready', 'delayed', 'msgs', 'pri', 'leases', 'tokens', 'lost', 'dead',
-  'dmsg', 'dinfo', 'seq', 'wake', 'paused', 'sched', 'stop' }) do
+  'dmsg', 'dinfo', 'seq', 'wake', 'ctl', 'sched', 'stop', 'bucket' }) do
   keys[#keys + 1] = base .. what
 end
 redis.call('UNLINK', unpack(keys))

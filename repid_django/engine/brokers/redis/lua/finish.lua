@@ -1,7 +1,8 @@
 -- finish: KEYS = queue bases; ARGV = now, dead_ttl_ms, dead_max, call digest, memo_ttl_ms,
 -- repeat (1 when this call is sent again because the reply to an earlier send was lost),
 -- result_ttl_ms (the default), check_ids (1 when an id may appear twice), then per queue (in
--- KEYS order) how many lease tokens, and per token: the token, how many plain acks, how many
+-- KEYS order) how many lease tokens ("<n>w" for a queue with a concurrency limit: a waiting
+-- claimer is woken once its slots are freed), and per token: the token, how many plain acks, how many
 -- other outcomes, then (id, result|'') per plain ack (the message goes, its result is kept for
 -- the default time) and (id, kind, result|'', result_ttl_ms, body|'', run_at|'', priority,
 -- reason, error) per other outcome. Kinds: 'A' ack (with its own result time), 'n' ack of a
@@ -29,7 +30,9 @@ for q = 1, #KEYS do
   -- ended: ids whose lease ends; gone: those whose message goes too (the same list until an
   -- outcome keeps its message). Both are removed with one variadic call per key.
   local ended, gone, applied = {}, nil, check_ids and {}
-  local groups = tonumber(ARGV[i])
+  local groups = tonumber(ARGV[i]) -- "<n>w": a limited queue, wake a claimer at the end
+  local wake_after = not groups
+  groups = groups or tonumber(string.sub(ARGV[i], 1, -2))
   i = i + 1
   for _ = 1, groups do
     local token = ARGV[i]
@@ -115,6 +118,9 @@ for q = 1, #KEYS do
       bulk('HDEL', base .. 'pri', gone, 1)
     end
     tidy(base)
+  end
+  if wake_after and #ended > 0 then
+    wake(base, 1) -- slots were freed: a claimer held back by the limit may go on
   end
 end
 local reply = table.concat(out)
