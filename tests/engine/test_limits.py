@@ -217,3 +217,25 @@ async def test_held_jobs_cost_no_hot_loop_and_a_dead_workers_slot_comes_back(
         assert freed.message.id in {first, second}
     finally:
         await other.disconnect()
+
+
+@pytest.mark.redis
+async def test_a_rate_limited_claim_waits_for_the_next_token_instead_of_spinning(
+    redis_url: str, key_prefix: str, redis_client: redis.Redis
+) -> None:
+    broker = RedisMessageBroker(redis_url, prefix=key_prefix)
+    try:
+        await broker.declare_queue("default")
+        await broker.set_limits("default", {"slow": Limits(rate="2/s")})
+        connection = Connection(broker)
+        for _ in range(3):
+            await Job("slow", connection=connection).enqueue()
+        assert len(await broker.claim(["default"], 10, 0)) == 2  # the burst of two tokens
+        redis_client.config_resetstat()
+        began = time.monotonic()
+        assert await broker.claim(["default"], 10, 0.3) == []  # the next token is 0.5 s away
+        assert time.monotonic() - began >= 0.25  # it waited out its wait
+        calls = redis_client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+        assert calls <= 5, calls  # the claim told it when the next token comes: no spinning
+    finally:
+        await broker.disconnect()

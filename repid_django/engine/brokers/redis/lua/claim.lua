@@ -424,7 +424,7 @@ end
 if taken == 0 and rate_wait then
   local at = now + rate_wait / 1000
   if out[1] == -1 or at < tonumber(out[1]) then
-    out[1] = at
+    out[1] = string.format('%.3f', at) -- a string: a Lua number would reach the caller truncated
   end
 end
 out[4] = table.concat(conc, ' ')
