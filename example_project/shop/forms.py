@@ -27,3 +27,9 @@ class CrunchForm(forms.Form):
 
     limit = forms.IntegerField(min_value=10, max_value=20_000_000, initial=2_000_000)
     jobs = forms.IntegerField(min_value=1, max_value=20, initial=4, label="How many jobs")
+
+
+class ImagesForm(forms.Form):
+    """Sends one long job that reports its progress."""
+
+    count = forms.IntegerField(min_value=1, max_value=1000, initial=40, label="Images")

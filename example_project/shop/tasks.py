@@ -14,7 +14,7 @@ from datetime import timedelta
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from repid_django import Router, default_retry_policy_factory
+from repid_django import Router, default_retry_policy_factory, set_progress
 from repid_django.shortcuts import actor
 
 from .models import Order
@@ -68,6 +68,18 @@ def reserve_stock(order_id: int, failures: int = 0) -> str:
         )
     Order.objects.filter(pk=order_id).update(stock_reserved=True)
     return f"reserved after {checks} run(s)"
+
+
+@actor(queue="media", timeout=timedelta(minutes=30))
+async def process_images(count: int = 40, seconds_each: float = 0.5) -> dict[str, int]:
+    """A long job that reports its progress: the admin's job page and the live monitor show a
+    bar ("12 of 40 images"). Pause the 'media' queue or cancel the job from the admin: a
+    cancelled run stops at its next ``await`` (``CancelledError``) and is not retried."""
+    count = max(1, min(int(count), 1000))
+    for done in range(1, count + 1):
+        await asyncio.sleep(seconds_each)  # "resize" one image without blocking the loop
+        await set_progress(done / count, f"{done} of {count} images")
+    return {"images": count}
 
 
 router = Router()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import timedelta
 
 from django.contrib import messages
@@ -12,11 +13,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from repid_django import Job
-from repid_django.models import DeadLetterRecord, JobRecord
+from repid_django import Job, ops
+from repid_django.models import DeadLetterRecord, JobRecord, JobStatus
 
 from . import tasks
-from .forms import CrunchForm, OrderForm
+from .forms import CrunchForm, ImagesForm, OrderForm
 from .models import Order
 
 
@@ -24,7 +25,12 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "shop/index.html",
-        {"order_form": OrderForm(), "crunch_form": CrunchForm(), "orders": Order.objects.all()[:5]},
+        {
+            "order_form": OrderForm(),
+            "crunch_form": CrunchForm(),
+            "images_form": ImagesForm(),
+            "orders": Order.objects.all()[:5],
+        },
     )
 
 
@@ -36,7 +42,7 @@ def place_order(request: HttpRequest) -> HttpResponse:
         return render(
             request,
             "shop/index.html",
-            {"order_form": form, "crunch_form": CrunchForm()},
+            {"order_form": form, "crunch_form": CrunchForm(), "images_form": ImagesForm()},
             status=400,
         )
     data = form.cleaned_data
@@ -67,7 +73,10 @@ async def crunch(request: HttpRequest) -> HttpResponse:
     form = CrunchForm(request.POST)
     if not form.is_valid():
         return render(
-            request, "shop/index.html", {"order_form": OrderForm(), "crunch_form": form}, status=400
+            request,
+            "shop/index.html",
+            {"order_form": OrderForm(), "crunch_form": form, "images_form": ImagesForm()},
+            status=400,
         )
     limit, count = form.cleaned_data["limit"], form.cleaned_data["jobs"]
     for step in range(count):
@@ -77,15 +86,46 @@ async def crunch(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(reverse("shop:jobs"))
 
 
+@require_POST
+def process_images(request: HttpRequest) -> HttpResponse:
+    """Sends a long job that reports its progress; its admin page shows it, with Cancel."""
+    form = ImagesForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request,
+            "shop/index.html",
+            {"order_form": OrderForm(), "crunch_form": CrunchForm(), "images_form": form},
+            status=400,
+        )
+    job_id = tasks.process_images.enqueue(count=form.cleaned_data["count"]).value
+    messages.success(
+        request,
+        f"Job {job_id} processes {form.cleaned_data['count']} images on the 'media' queue: "
+        "follow its progress on its admin page (open it from Recent jobs) or in the live "
+        "monitor, and try Cancel there, or Pause on the 'media' queue.",
+    )
+    return HttpResponseRedirect(reverse("shop:jobs"))
+
+
 def jobs(request: HttpRequest) -> HttpResponse:
-    """Recent jobs and their results, as mirrored by the workers (refreshes itself)."""
+    """Recent jobs and their results, as mirrored by the workers (refreshes itself), with the
+    progress running jobs reported (read from the broker)."""
+    recent = list(JobRecord.objects.order_by("-updated_at")[:30])
+    running: dict[str, list[str]] = defaultdict(list)
+    for job in recent:
+        if job.status == JobStatus.RUNNING:
+            running[job.queue].append(job.job_id)
+    try:
+        progress = ops.progress_by_queue(running, timeout=2.0)
+    except ops.BrokerUnavailable:
+        progress = {}
     return render(
         request,
         "shop/jobs.html",
         {
             "jobs": [
-                (job, _last_line(job.error))
-                for job in JobRecord.objects.order_by("-updated_at")[:30]
+                (job, _last_line(job.error), progress.get(job.queue, {}).get(job.job_id))
+                for job in recent
             ],
             "dead": [
                 (letter, _last_line(letter.error))

@@ -26,7 +26,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from repid_django import Job, get_connection
+from repid_django import Job, get_connection, ops
 from repid_django.conf import get_settings
 from repid_django.engine.brokers.embedded import (
     embedded_url,
@@ -199,18 +199,31 @@ class Command(BaseCommand):
     # -------------------------------------------------------------------------- running
 
     def _check(self, children: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
-        job_id = Job("ping").enqueue().value
         deadline = time.monotonic() + timeout
+        job_id = Job("ping").enqueue().value
+        self._wait_succeeded(job_id, children, deadline)
+        self.stdout.write(
+            self.style.SUCCESS(f"Check passed: job {job_id} ran and shows in the admin.")
+        )
+        from example_project.shop.tasks import process_images
+
+        job_id = process_images.enqueue(count=3, seconds_each=0.05).value
+        self._wait_succeeded(job_id, children, deadline)
+        progress = ops.job_progress("media", [job_id]).get(job_id)
+        if progress is None or progress.text != "3 of 3 images":
+            raise CommandError(f"the process_images job {job_id} reported {progress!r}")
+        self.stdout.write(self.style.SUCCESS(f"Check passed: job {job_id} reported its progress."))
+
+    def _wait_succeeded(
+        self, job_id: str, children: dict[str, subprocess.Popen[bytes]], deadline: float
+    ) -> None:
         while time.monotonic() < deadline:
             self._assert_running(children)
             record = JobRecord.objects.filter(job_id=job_id).first()
             if record is not None and record.status == JobStatus.SUCCEEDED:
-                self.stdout.write(
-                    self.style.SUCCESS(f"Check passed: job {job_id} ran and shows in the admin.")
-                )
                 return
             time.sleep(0.1)
-        raise CommandError(f"the ping job {job_id} did not succeed within {timeout:.0f}s")
+        raise CommandError(f"job {job_id} did not succeed in time")
 
     def _assert_running(self, children: dict[str, subprocess.Popen[bytes]]) -> None:
         for name, child in children.items():
