@@ -42,6 +42,11 @@ Key                        Default            Meaning
 ``SCHEDULES``              ``{}``             periodic schedules, name -> ``{"actor": ...,
                                               "cron": ...}`` (docs/schedules.md); from
                                               the environment as JSON
+``QUEUE_LIMITS``           ``{}``             queue -> ``{"concurrency": 5, "rate":
+                                              "100/m"}``: limits across all workers, set
+                                              by ``runworker`` (docs/engine.md); JSON
+``HANG_GRACE``             ``30.0``           seconds beyond a job's timeout that a worker
+                                              whose event loop stopped keeps its lease
 =========================  =================  ===============================================
 
 A bad value raises :class:`~django.core.exceptions.ImproperlyConfigured` naming the key and the
@@ -63,6 +68,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from .engine.limits import Limits
+from .engine.queue import validate_queue_name
+
 ENV_PREFIX = "REPID_"
 SUPPORTED_SCHEMES = ("redis", "rediss", "unix")
 
@@ -82,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
     "MIRROR_FLUSH_INTERVAL": 1.0,
     "EMBEDDED_DIR": None,
     "SCHEDULES": None,
+    "QUEUE_LIMITS": None,
+    "HANG_GRACE": 30.0,
 }
 
 
@@ -105,6 +115,8 @@ class RepidSettings:
     embedded_dir: Path
     schedules: Mapping[str, Any]
     """``REPID["SCHEDULES"]`` as given (parsed by ``repid_django.worker.schedules``)."""
+    queue_limits: Mapping[str, Limits]
+    hang_grace: float
 
 
 class SettingError(ImproperlyConfigured):
@@ -136,7 +148,7 @@ def _env_value(key: str, raw: str) -> Any:
         return None
     if key == "QUEUES":
         return [item for item in env.list(name) if item] or None
-    if key == "SCHEDULES":
+    if key in ("SCHEDULES", "QUEUE_LIMITS"):
         try:
             return env.json(name)
         except ValueError as exc:
@@ -251,6 +263,27 @@ def _schedules(value: Any, from_env: bool) -> Mapping[str, Any]:
     return dict(value)
 
 
+def _queue_limits(value: Any, from_env: bool) -> Mapping[str, Limits]:
+    source = _source("QUEUE_LIMITS", from_env)
+    example = 'Use {"emails": {"concurrency": 5, "rate": "100/m"}}.'
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SettingError("QUEUE_LIMITS", source, f"{value!r} is not a dict", example)
+    found: dict[str, Limits] = {}
+    for queue, limits in value.items():
+        where = f"{source}[{queue!r}]"
+        if not isinstance(limits, Mapping) or set(limits) - {"concurrency", "rate"}:
+            raise SettingError("QUEUE_LIMITS", where, f"{limits!r} is not a limits dict", example)
+        try:
+            found[validate_queue_name(queue)] = Limits(
+                limits.get("concurrency"), limits.get("rate")
+            )
+        except ValueError as exc:
+            raise SettingError("QUEUE_LIMITS", where, str(exc), example) from None
+    return found
+
+
 def _django_settings() -> Any:
     from django.conf import settings
 
@@ -308,6 +341,8 @@ def load() -> RepidSettings:
         mirror_flush_interval=num("MIRROR_FLUSH_INTERVAL"),
         embedded_dir=_dir(raw["EMBEDDED_DIR"], "EMBEDDED_DIR" in env),
         schedules=_schedules(raw["SCHEDULES"], "SCHEDULES" in env),
+        queue_limits=_queue_limits(raw["QUEUE_LIMITS"], "QUEUE_LIMITS" in env),
+        hang_grace=num("HANG_GRACE"),
     )
     if settings.reaper_interval > settings.lease_ttl:
         raise SettingError(

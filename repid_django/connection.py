@@ -37,6 +37,7 @@ def build_broker(settings: conf.RepidSettings | None = None) -> RedisMessageBrok
             result_ttl=s.result_ttl,
             enqueue_timeout=s.enqueue_timeout,
             embedded_dir=s.embedded_dir,
+            hang_grace=s.hang_grace,
         )
     except ValueError as exc:
         raise conf.SettingError(

@@ -156,6 +156,7 @@ def build_worker(
     ``schedules``: what the worker fires, in place of its actors' own schedules: a source such
     as :func:`~repid_django.worker.schedules.database_source` (``runworker``'s: every row of
     the schedule table, read every two seconds) or a list. ``None``: the actors' own.
+    ``REPID["QUEUE_LIMITS"]`` are set on the broker when the worker starts.
     """
     from ..connection import build_connection
 
@@ -189,4 +190,5 @@ def build_worker(
         connection=conn,
         heartbeat_interval=heartbeat_interval,
         schedules=schedules,
+        queue_limits=settings.queue_limits,
     )

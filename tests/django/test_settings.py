@@ -120,3 +120,20 @@ def test_enqueue_timeout_reaches_the_broker(settings: Any, monkeypatch: pytest.M
     conf.reset()
     with pytest.raises(ImproperlyConfigured, match="REPID_ENQUEUE_TIMEOUT: 'abc' is not a number"):
         conf.get_settings()
+
+
+def test_queue_limits_setting_is_parsed_and_refused_with_a_clear_message(settings: Any) -> None:
+    from repid_django.engine.limits import Limits
+
+    settings.REPID = {"QUEUE_LIMITS": {"emails": {"concurrency": 5, "rate": "100/m"}}}
+    assert conf.load().queue_limits == {"emails": Limits(5, "100/m")}
+    for bad, says in [
+        ({"emails": {"rate": "lots"}}, "invalid rate limit 'lots'"),
+        ({"emails": {"concurrency": 0}}, "concurrency limit must be an int >= 1"),
+        ({"emails": {"burst": 3}}, "is not a limits dict"),
+        ({"bad queue": {"concurrency": 1}}, "invalid queue name"),
+        (["emails"], "is not a dict"),
+    ]:
+        settings.REPID = {"QUEUE_LIMITS": bad}
+        with pytest.raises(conf.SettingError, match=says):
+            conf.load()

@@ -239,3 +239,26 @@ async def test_a_rate_limited_claim_waits_for_the_next_token_instead_of_spinning
         assert calls <= 5, calls  # the claim told it when the next token comes: no spinning
     finally:
         await broker.disconnect()
+
+
+async def test_a_worker_sets_its_actors_and_queue_limits_when_it_starts(
+    contract_broker: MessageBroker, workers: list[Running]
+) -> None:
+    broker = contract_broker
+    router = Router()
+    router.actor(name="capped", concurrency_limit=3, rate_limit="9/m")(lambda: None)
+    router.actor(name="plain")(lambda: None)
+    await broker.declare_queue("default")
+    await broker.set_limits("default", {"plain": Limits(concurrency=1)})  # an older version's
+    worker = Worker(
+        routers=[router],
+        handle_signals=[],
+        connection=Connection(broker),
+        queue_limits={"default": Limits(concurrency=7)},
+    )
+    workers.append(Running(worker))
+    await workers[-1].started()
+    assert await broker.get_limits("default") == {
+        None: Limits(concurrency=7),
+        "capped": Limits(3, "9/60s"),
+    }

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from ..actor import Actor
+from ..limits import Limits
 from ..schedules.scheduler import ScheduleSource
 from ..schedules.spec import Schedule
 from .events import WorkerListener
@@ -62,3 +63,5 @@ class RunOptions(Protocol):
     def schedules(self) -> list[Schedule]: ...
     @property
     def schedule_source(self) -> ScheduleSource | None: ...
+    @property
+    def queue_limits(self) -> Mapping[str, Limits]: ...

@@ -165,7 +165,7 @@ class _Runner(CountedRun, StopRequests):
         if worker.auto_declare:
             for queue in self._queues:
                 await self._broker.declare_queue(queue)
-        await publish_limits(self._broker, self._actors.values())
+        await publish_limits(self._broker, self._actors.values(), worker.queue_limits)
         remove_signals = signals.install(loop, worker.handle_signals, self._on_signal)
         self._recorder.start()
         if self._emitter is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from ..actor import Actor
 from ..brokers.base import DeadReason, Delivery, MessageBroker, Outcome, OutcomeKind
@@ -63,17 +63,22 @@ class StopRequests:
                 return
 
 
-async def publish_limits(broker: MessageBroker, actors: Iterable[Actor]) -> None:
+async def publish_limits(
+    broker: MessageBroker, actors: Iterable[Actor], queue_limits: Mapping[str, Limits]
+) -> None:
     """Tell the broker the limits of this worker's actors (code is their source: an actor
-    without limits clears what an older version set). Brokers without limits are skipped."""
+    without limits clears what an older version set) and the ``queue_limits`` it was given.
+    Brokers without limits are skipped (with a warning when there were limits to set)."""
     actors = list(actors)
     by_queue: dict[str, dict[str | None, Limits]] = {}
     for actor in actors:
         by_queue.setdefault(actor.queue, {})[actor.name] = actor.limits
-    limited = any(not a.limits.empty for a in actors)
-    for queue, limits in by_queue.items():
+    for queue, own in queue_limits.items():
+        by_queue.setdefault(queue, {})[None] = own
+    limited = bool(queue_limits) or any(not a.limits.empty for a in actors)
+    for queue, chosen in by_queue.items():
         try:
-            await broker.set_limits(queue, limits)
+            await broker.set_limits(queue, chosen)
         except NotImplementedError:
             if limited:
                 logger.warning("%s does not enforce limits", type(broker).__name__)

@@ -12,9 +12,10 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..connection import Connection, get_connection
+from ..limits import Limits
 from ..queue import validate_queue_name
 from ..router import Router
 from ..schedules.scheduler import ScheduleSource
@@ -46,6 +47,9 @@ class Worker(Router):
       :class:`~..schedules.Schedule` objects, or an async callable returning the current ones
       (read again every two seconds: edits take effect without a restart). Every worker fires
       them; each tick is enqueued once in all (see :mod:`..schedules.scheduler`).
+    * ``queue_limits``: ``{queue: Limits(concurrency=..., rate=...)}`` set on the broker when
+      the worker starts (actors' own limits are set from their decorators); see
+      :mod:`..limits`.
     """
 
     def __init__(  # noqa: PLR0917 - the seeds' positional order
@@ -73,6 +77,7 @@ class Worker(Router):
         unknown_actor_max: int = 5,
         name: str | None = None,
         schedules: Iterable[Schedule] | ScheduleSource | None = None,
+        queue_limits: Mapping[str, Limits] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -106,6 +111,9 @@ class Worker(Router):
         self.unknown_actor_max = unknown_actor_max
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._queues = None if queues is None else [validate_queue_name(q) for q in queues]
+        self.queue_limits: dict[str, Limits] = {
+            validate_queue_name(q): limits for q, limits in (queue_limits or {}).items()
+        }
         self.schedule_source: ScheduleSource | None = None
         self._extra_schedules: list[Schedule] = []
         if callable(schedules):
