@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.urls import reverse
@@ -110,7 +110,7 @@ def progress(report: Progress, *, running: bool = True) -> SafeString:
         report.percent,
         report.text,
         "reported" if running else "last reported",
-        age(report.at),
+        age(report.at, datetime.now(UTC)),  # aware, whatever USE_TZ says
     )
 
 

@@ -9,6 +9,7 @@ a job that reported none).
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -63,7 +64,7 @@ def running_jobs(
                     "value": report.value,
                     "percent": report.percent,
                     "text": report.text,
-                    "age": _seconds_since(report.at, now),
+                    "age": round(max(0.0, time.time() - report.at.timestamp()), 1),
                 },
             }
         )

@@ -244,6 +244,18 @@ def test_the_job_page_shows_the_progress_read_now(viewer: Client) -> None:
     assert "&lt;b&gt;75&lt;/b&gt;" in html
 
 
+def test_progress_shows_without_time_zone_support(viewer: Client, settings: Any) -> None:
+    settings.USE_TZ = False
+    row = JobRecord.objects.create(
+        job_id="p2", actor="images", queue="media", status=JobStatus.RUNNING
+    )
+    set_progress("media", "p2", 0.5, "half", ago=5)
+    html = viewer.get(reverse(f"{PREFIX}_jobrecord_change", args=(row.pk,))).content.decode()
+    assert "reported 5 s ago" in html
+    (job,) = build_snapshot()["running_jobs"]
+    assert 4 <= job["progress"]["age"] < 60
+
+
 def test_the_monitor_snapshot_has_progress_paused_queues_and_cancelled_counts() -> None:
     Queue("default").declare()
     Queue("media").declare()
