@@ -35,6 +35,7 @@ from ..retry import default_retry_policy
 from ..serializer import JSON, check_json, dumps, loads
 from .calling import RemoteFailure, call_actor, error_text
 from .context import JobContext, bind
+from .joblog import fields
 from .procs import ProcessSlots
 
 logger = logging.getLogger("repid_django.worker")
@@ -232,5 +233,6 @@ class Processor:
             message.id,
             message.queue,
             delay,
+            extra=fields(message),
         )
         return Outcome(delivery, OutcomeKind.REJECT, run_at=now + delay, count_unknown=True)

@@ -19,6 +19,7 @@ from ..results import JobResult
 from .counters import Counters
 from .emitter import Emitter
 from .events import EventKind
+from .joblog import fields, log_outcome
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -141,11 +142,13 @@ class Recorder:
                     message.id,
                     message.actor,
                     kind.value,
+                    extra=fields(message),
                 )
                 if emitter is not None:
                     emitter.job(EventKind.LEASE_LOST, message, result=outcome.result)
                 continue
             counters.recorded(kind, outcome.reason)
+            log_outcome(outcome)
             if outcome.result is not None and self._apart:
                 results.append((outcome.result, message.result_ttl))
             if emitter is not None:

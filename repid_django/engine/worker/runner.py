@@ -172,11 +172,12 @@ class _Runner(CountedRun, StopRequests):
             self._emitter.start()
         self.state = "running"
         logger.info(
-            "worker %s started: queues %s, actors %s, concurrency %d",
+            "worker %s started: queues %s, actors %s, concurrency %d, broker %s",
             self.worker_id,
             ", ".join(self._queues) or "(none)",
             ", ".join(sorted(self._actors)) or "(none)",
             self._concurrency,
+            getattr(self._broker, "target", type(self._broker).__name__),  # password redacted
         )
         schedules = None
         if not worker.burst:  # also fires the schedules kept in the broker (Job(cron=))
