@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+from . import tracing
 from .brokers.base import ResultBroker
 from .connection import Call, Connection, run_anywhere
 from .message import MAX_COUNT, MAX_SECONDS, Message, new_id, new_ids, new_message
@@ -275,6 +276,9 @@ def _send[T](messages: Sequence[Message], reply: T, connection: Connection | Non
     ``True``: the worker stores those results after the message is gone, so a lookup could not
     tell "ended with nothing stored" from "stored in a moment".
     """
+
+    if tracing.enabled():  # OpenTelemetry configured: each message carries its trace context
+        messages = tracing.traced(messages)
 
     async def work(conn: Connection) -> T:
         await conn.message_broker.enqueue(_storing(messages) if conn.results_apart else messages)

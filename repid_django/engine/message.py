@@ -81,6 +81,8 @@ class Message:
     unique: bool = False
     unknown_count: int = 0
     enqueued_at: float = field(default_factory=time.time)
+    trace: dict[str, str] | None = None
+    """The trace context of the code that enqueued it (W3C headers; see ``tracing.py``)."""
 
     def expired(self, now: float) -> bool:
         """True when ``ttl`` seconds passed since the run became due and it has not started.
@@ -118,6 +120,8 @@ class Message:
         }
         if self.store_result is None:
             data["store_none"] = False
+        if self.trace:
+            data["trace"] = self.trace
         return data
 
 
@@ -146,6 +150,7 @@ _set_result_ttl = _setter("result_ttl")
 _set_unique = _setter("unique")
 _set_unknown_count = _setter("unknown_count")
 _set_enqueued_at = _setter("enqueued_at")
+_set_trace = _setter("trace")
 
 
 def new_message(  # noqa: PLR0917 - one parameter per field, in field order
@@ -183,6 +188,7 @@ def new_message(  # noqa: PLR0917 - one parameter per field, in field order
     _set_unique(message, unique)
     _set_unknown_count(message, 0)
     _set_enqueued_at(message, enqueued_at)
+    _set_trace(message, None)
     return message
 
 
@@ -288,6 +294,28 @@ def _store_result(data: dict[str, Any]) -> bool | None:
     return None if store and store_none is False else store
 
 
+def _trace(value: Any) -> dict[str, str] | None:
+    """A trace context: a few short string headers; anything else is dropped (a bad trace
+    context never costs a job its run)."""
+    if not isinstance(value, dict) or not value or len(value) > 8:
+        return None
+    for key, header in value.items():
+        if not isinstance(key, str) or not isinstance(header, str) or len(header) > 512:
+            return None
+        if len(key) > 64 or not _plain(key) or not _plain(header):
+            return None
+    return value
+
+
+def _plain(text: str) -> bool:
+    """No lone surrogates (JSON that orjson could not write back)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode(body: bytes | str, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Message:
     """Parse and validate a message body; raises :class:`MessageDecodeError` with a reason.
 
@@ -330,6 +358,7 @@ def decode(body: bytes | str, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Messa
         unique=bool(_field(data, "unique", (bool,), True)),
         unknown_count=_int(data, "unknown_count", 0, MAX_COUNT, True),
         enqueued_at=_time(data, "enqueued_at", False),
+        trace=_trace(data.get("trace")),
     )
     if not message.id or not message.actor or not message.queue:
         raise MessageDecodeError("fields 'id', 'actor' and 'queue' must not be empty")

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
+from .. import tracing
 from ..actor import Actor
 from ..brokers.base import DeadReason, Delivery, Outcome, OutcomeKind
 from ..message import Message
@@ -113,6 +114,20 @@ class Processor:
         timeout = message.timeout
         if actor.timeout is not None and actor.timeout < timeout:
             timeout = actor.timeout
+        if tracing.enabled():
+            return await self._traced(delivery, actor, limit=timeout)
+        return await self._run(delivery, actor, limit=timeout)
+
+    async def _traced(self, delivery: Delivery, actor: Actor, *, limit: float) -> Outcome:
+        with tracing.run_span(delivery.message) as span:
+            outcome = await self._run(delivery, actor, limit=limit)
+            if outcome.error is not None:
+                tracing.failed(span, outcome.error)
+            return outcome
+
+    async def _run(self, delivery: Delivery, actor: Actor, *, limit: float) -> Outcome:
+        message = delivery.message
+        timeout = limit
         started = time.time()
         deadline = asyncio.timeout(timeout)
         try:
