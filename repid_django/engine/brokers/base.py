@@ -298,7 +298,9 @@ class MessageBroker(abc.ABC):
 
     @abc.abstractmethod
     async def cancel(self, queue: str, message_id: str) -> bool:
-        """Remove a waiting (not running) message; ``True`` if it was there."""
+        """Cancel a message: remove it when it waits; a broker that can stop running jobs
+        (both built-in ones) also asks the worker holding a running one to stop. ``True`` when
+        it was waiting or running (see :meth:`cancel_job` for which)."""
 
     # dead letters
     @abc.abstractmethod

@@ -8,8 +8,8 @@ cancelled and, for an async actor, cancels its task (``CancelledError`` inside t
 sync actor in a thread sees ``current_job().cancelled`` and is expected to return. A job still
 waiting in the worker's buffer is dropped at once. Whatever the run ends with, its outcome is
 ``DEAD`` with reason ``cancelled``: not retried, kept as a dead letter (which can be requeued).
-Actors run in a process (``run_in_process=True``) are not interrupted: their run ends on its own
-(it is then recorded as cancelled).
+An actor run in a process (``run_in_process=True``) has its process terminated (see
+``procs.py``).
 """
 
 from __future__ import annotations
