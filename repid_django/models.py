@@ -105,10 +105,26 @@ class JobRecord(models.Model):
             models.Index(fields=("status", "updated_at"), name="repid_job_status_upd"),
             models.Index(fields=("queue", "status"), name="repid_job_queue_status"),
             models.Index(fields=("updated_at",), name="repid_job_updated"),
+            # throughput (the monitor's figure and its hour of history) filters on finished_at
+            models.Index(fields=("finished_at", "status"), name="repid_job_finished"),
         )
 
     def __str__(self) -> str:
         return f"{self.actor} [{self.job_id}]"
+
+    @property
+    def attempts_made(self) -> int:
+        """How many times the job was started (``attempt`` counts from 0): 0 while it waits
+        for its first run, 1 after a first-try success, 3 after a third run."""
+        if self.status == JobStatus.QUEUED and self.started_at is None:
+            return self.attempt
+        return self.attempt + 1
+
+    @property
+    def attempts_label(self) -> str:
+        """``"1 of 1"``, ``"3 of 3"``: runs so far of the runs allowed (retries + 1), as the
+        dead letter's *attempts* counts them."""
+        return f"{self.attempts_made} of {self.max_retries + 1}"
 
     @property
     def duration(self) -> timedelta | None:

@@ -70,11 +70,14 @@ def reserve_stock(order_id: int, failures: int = 0) -> str:
     return f"reserved after {checks} run(s)"
 
 
-@actor(queue="media", timeout=timedelta(minutes=30))
+@actor(queue="media", timeout=timedelta(minutes=30), concurrency_limit=2)
 async def process_images(count: int = 40, seconds_each: float = 0.5) -> dict[str, int]:
     """A long job that reports its progress: the admin's job page and the live monitor show a
     bar ("12 of 40 images"). Pause the 'media' queue or cancel the job from the admin: a
-    cancelled run stops at its next ``await`` (``CancelledError``) and is not retried."""
+    cancelled run stops at its next ``await`` (``CancelledError``) and is not retried.
+
+    ``concurrency_limit=2``: at most two run at once across all workers (the others wait in
+    the queue); the 'media' queue's admin page and the live monitor show the limit."""
     count = max(1, min(int(count), 1000))
     for done in range(1, count + 1):
         await asyncio.sleep(seconds_each)  # "resize" one image without blocking the loop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import timedelta
 
@@ -124,7 +125,12 @@ def jobs(request: HttpRequest) -> HttpResponse:
         "shop/jobs.html",
         {
             "jobs": [
-                (job, _last_line(job.error), progress.get(job.queue, {}).get(job.job_id))
+                (
+                    job,
+                    _last_line(job.error),
+                    progress.get(job.queue, {}).get(job.job_id),
+                    _as_json(job.result),
+                )
                 for job in recent
             ],
             "dead": [
@@ -134,6 +140,13 @@ def jobs(request: HttpRequest) -> HttpResponse:
             "orders": Order.objects.all()[:10],
         },
     )
+
+
+def _as_json(value: object) -> str | None:
+    """A result as JSON (as the admin shows it), not as a Python repr; ``None``: no result."""
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _last_line(text: str) -> str:

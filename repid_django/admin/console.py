@@ -183,7 +183,7 @@ class JobRecordAdmin(ConsoleAdmin):
 
     @admin.display(description="attempts")
     def attempts(self, obj: JobRecord) -> str:
-        return f"{obj.attempt} / {obj.max_retries + 1}"
+        return obj.attempts_label
 
     @admin.display(description="duration")
     def took(self, obj: JobRecord) -> str:

@@ -1,5 +1,6 @@
 """The queues of the console: live depths, paused or not, and the queue operations (pause and
-resume, purge waiting jobs, requeue or delete dead letters) for ``repid_django.manage_jobs``.
+resume, purge waiting jobs, requeue or delete dead letters, set the queue's limits: see
+``limits.py``) for ``repid_django.manage_jobs``.
 
 Counts and the paused state are read live from the broker when the page is built; when it does
 not answer, the counts are the workers' last mirrored report and the state is unknown. Each row
@@ -12,15 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from ..depths import live_stats
+from ..depths import live_limits, live_stats
 from ..models import QueueRecord
 from . import actions
 from . import display as show
+from . import limits as lim
 from .console import ConsoleAdmin, Operation
 from .views import can_manage, queue_views
 
@@ -44,6 +46,7 @@ class QueueRecordAdmin(ConsoleAdmin):
         "delayed_n",
         "running_n",
         "dead_n",
+        "limits",
         "source",
         "links",
     )
@@ -55,19 +58,58 @@ class QueueRecordAdmin(ConsoleAdmin):
         actions.requeue_all_dead,
         actions.purge_all_dead,
     )
-    fields = ("name", "state", "ready_n", "delayed_n", "running_n", "dead_n", "source", "links")
+    fields = (
+        "name",
+        "state",
+        "ready_n",
+        "delayed_n",
+        "running_n",
+        "dead_n",
+        "limits",
+        "source",
+        "links",
+    )
     readonly_fields = fields
 
     def get_urls(self) -> list[URLPattern]:
-        return self._op_urls("by-name/<str:name>", queue_views(self), "name") + super().get_urls()
+        views = {**queue_views(self), **lim.limits_views()}
+        return self._op_urls("by-name/<str:name>", views, "name") + super().get_urls()
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """The queue's page, with its limits form (or why the limits are read-only)."""
+        context = dict(extra_context or {})
+        obj = self.get_object(request, object_id)
+        if obj is not None:
+            found = getattr(obj, "repid_limits", None)
+            settings_limits = lim.from_settings(obj.name)
+            context["repid_limits"] = {
+                "queue": obj.name,
+                "url": queue_op_url("limits", obj.name),
+                "settings": None if settings_limits is None else lim.describe(settings_limits),
+                "unknown": found is None,
+                "form": (
+                    lim.QueueLimitsForm(initial=lim.initial_for(found))
+                    if can_manage(request) and settings_limits is None
+                    else None
+                ),
+            }
+        return super().change_view(request, object_id, form_url, context)
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         changelist = super().get_changelist_instance(request)
         rows = list(changelist.result_list)
         live = live_stats([row.name for row in rows])
+        limits = None if live is None else live_limits([row.name for row in rows])
         manage = can_manage(request)
         for row in rows:
             row.repid_live = None if live is None else live.get(row.name)
+            row.repid_limits = None if limits is None else limits.get(row.name)
             row.repid_switch_back = request.get_full_path() if manage else None
         return changelist
 
@@ -75,8 +117,10 @@ class QueueRecordAdmin(ConsoleAdmin):
         self, request: HttpRequest, object_id: str, from_field: str | None = None
     ) -> Any:
         obj = super().get_object(request, object_id, from_field)
-        if obj is not None:
+        if obj is not None and not hasattr(obj, "repid_live"):
             obj.repid_live = (live_stats([obj.name]) or {}).get(obj.name)
+            limits = None if obj.repid_live is None else live_limits([obj.name])
+            obj.repid_limits = None if limits is None else limits.get(obj.name)
         return obj
 
     def operations(self, request: HttpRequest, obj: QueueRecord) -> list[Operation]:
@@ -145,6 +189,11 @@ class QueueRecordAdmin(ConsoleAdmin):
     @admin.display(description="dead letters")
     def dead_n(self, obj: QueueRecord) -> int:
         return self._count(obj, "dead")
+
+    @admin.display(description="limits")
+    def limits(self, obj: QueueRecord) -> SafeString | str:
+        """The limits in force (queue and actors), live; *unknown* when Redis is silent."""
+        return lim.limits_cell(getattr(obj, "repid_limits", None))
 
     @admin.display(description="counts from")
     def source(self, obj: QueueRecord) -> SafeString:

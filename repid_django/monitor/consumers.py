@@ -1,9 +1,14 @@
 """The WebSocket consumer that pushes a monitor snapshot to staff users.
 
-Anonymous and non-staff users are accepted and closed at once with code 4403 (a close code the
-browser can see, unlike a refused handshake). A staff user gets a snapshot at once, then one
-every ``interval`` seconds while connected; a ``{"type": "refresh"}`` message asks for one now.
-Snapshots are built in a thread (they read the ORM and wait on the broker), never on the loop.
+Users who may not watch (see :mod:`.access`: anonymous, non-staff, or staff without the view
+permission) are accepted and closed at once with code 4403 (a close code the browser can see,
+unlike a refused handshake). A user who may gets a snapshot at once, then one every
+``interval`` seconds while connected; a ``{"type": "refresh"}`` message asks for one now, but
+never sooner than ``min_gap`` seconds after the previous one (a client cannot make the server
+build snapshots back to back). Before each push the session and the user are read again: a
+logout, a password change, a lost permission or a deactivated account closes the socket with
+4403. Snapshots are built in a thread (they read the ORM and wait on the broker), never on the
+loop.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from .access import may_watch, session_user
 from .snapshot import Snapshot, build_snapshot
 
 logger = logging.getLogger(__name__)
@@ -23,18 +29,14 @@ logger = logging.getLogger(__name__)
 FORBIDDEN = 4403
 """Close code for a user who may not watch the monitor (403 in the 4000-4999 private range)."""
 DEFAULT_INTERVAL = 1.0
+MIN_GAP = 0.5
+"""The least seconds between two snapshots of one connection, however often it asks."""
 
 
-def _is_staff(user: Any) -> bool:
-    return bool(
-        user is not None
-        and getattr(user, "is_authenticated", False)
-        and getattr(user, "is_active", False)
-        and getattr(user, "is_staff", False)
-    )
-
-
-def _build() -> Snapshot:
+def _build(scope: dict[str, Any]) -> Snapshot | None:
+    """A snapshot, or ``None`` when the connection's user may no longer watch."""
+    if not may_watch(session_user(scope)):
+        return None
     try:
         return build_snapshot()
     except Exception as exc:  # the database or the settings failed: say so, keep the socket
@@ -42,13 +44,14 @@ def _build() -> Snapshot:
         return {"type": "snapshot", "stale": True, "error": f"{type(exc).__name__}: {exc}"}
 
 
-async def _snapshot() -> Snapshot:
-    """A snapshot built in a worker thread, closing stale database connections around it.
+async def _snapshot(scope: dict[str, Any]) -> Snapshot | None:
+    """A snapshot built in a worker thread, closing stale database connections around it
+    (``None``: the user may no longer watch).
 
     Not thread-sensitive: a slow broker read (up to its timeout when Redis is down) must not
     hold up the one thread that the server's synchronous views share.
     """
-    snapshot: Snapshot = await database_sync_to_async(_build, thread_sensitive=False)()
+    snapshot: Snapshot | None = await database_sync_to_async(_build, thread_sensitive=False)(scope)
     return snapshot
 
 
@@ -59,30 +62,49 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # unty
     """
 
     interval: float = DEFAULT_INTERVAL
+    min_gap: float = MIN_GAP
 
-    def __init__(self, *args: Any, interval: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        interval: float | None = None,
+        min_gap: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if interval is not None:
             if interval <= 0:
                 raise ValueError(f"interval must be positive seconds, not {interval!r}")
             self.interval = float(interval)
+        if min_gap is not None:
+            if min_gap < 0:
+                raise ValueError(f"min_gap must be seconds >= 0, not {min_gap!r}")
+            self.min_gap = float(min_gap)
         self._pusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
     async def connect(self) -> None:
         await self.accept()
-        if not _is_staff(self.scope.get("user")):
+        if not await database_sync_to_async(may_watch)(self.scope.get("user")):
             await self.close(code=FORBIDDEN)
             return
         self._pusher = asyncio.create_task(self._push())
 
     async def _push(self) -> None:
         try:
+            loop = asyncio.get_running_loop()
             while True:
-                await self.send_json(await _snapshot())
+                snapshot = await _snapshot(self.scope)
+                if snapshot is None:  # logged out (or lost the right) since the last push
+                    await self.close(code=FORBIDDEN)
+                    return
+                await self.send_json(snapshot)
+                sent = loop.time()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+                    # asked for one now: not sooner than min_gap after the last (throttle)
+                    await asyncio.sleep(max(0.0, sent + self.min_gap - loop.time()))
         except asyncio.CancelledError:
             raise
         except Exception:  # the socket went away under us: nothing left to push to

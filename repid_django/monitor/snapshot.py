@@ -6,7 +6,8 @@ when it does not answer in time, each queue falls back to the mirrored
 so the page says so instead of going blank.
 Throughput, workers, failures and the running jobs come from the ORM mirror, which workers
 write in batches; the running jobs' progress (``set_progress``) and whether each queue is paused
-are read live from the broker too (unknown, ``null``, when it does not answer).
+and the limits in force (``{"queue": {...} | null, "actors": {name: {...}}}``) are read live
+from the broker too (unknown, ``null``, when it does not answer).
 Schedules come from their table, with their next run and their last run (read live from the
 broker, skipped when it did not answer for the depths).
 
@@ -23,7 +24,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from ..admin.display import error_summary
-from ..depths import STATS_TIMEOUT, read_depths
+from ..depths import STATS_TIMEOUT, all_limits_data, read_depths
 from ..models import DeadLetterRecord, DeadReasonChoice, JobRecord, JobStatus, WorkerRecord
 from .running import running_jobs
 
@@ -62,6 +63,7 @@ def queue_rows(timeout: float = BROKER_TIMEOUT) -> tuple[list[dict[str, Any]], s
             "live": depth.live,
             "mirrored_at": _iso(depth.at),
             "paused": depth.paused,
+            "limits": all_limits_data(depth.limits),
         }
         for depth in found
     ]

@@ -41,6 +41,8 @@ def login(client: Client, django_user_model: Any, *, staff: bool) -> Headers:
     user = django_user_model.objects.create_user(
         "staff" if staff else "customer", password="pw", is_staff=staff
     )
+    if staff:  # the monitor needs the app's view permission besides is_staff
+        user.user_permissions.add(Permission.objects.get(codename="view_jobrecord"))
     client.force_login(user)
     return session_headers(client)
 
@@ -143,6 +145,7 @@ async def test_a_refresh_message_asks_for_a_snapshot_now(socket: WebsocketCommun
         "live": True,
         "mirrored_at": None,
         "paused": False,
+        "limits": {"queue": None, "actors": {}},
     }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.contrib.staticfiles import finders
 from django.db import connection
 
@@ -98,7 +99,8 @@ def test_the_monitor_page_shows_live_queue_depths(
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    django_user_model.objects.create_user("ops", password="ops-pw", is_staff=True)
+    ops_user = django_user_model.objects.create_user("ops", password="ops-pw", is_staff=True)
+    ops_user.user_permissions.add(Permission.objects.get(codename="view_jobrecord"))
     Queue("default").declare()
     for _ in range(2):
         Job("noop").enqueue()

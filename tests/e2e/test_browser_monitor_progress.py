@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from repid_django import Queue, get_connection, ops
@@ -39,7 +40,8 @@ def test_the_monitor_shows_paused_queues_and_progress_live(
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    django_user_model.objects.create_user("ops", password="ops-pw", is_staff=True)
+    ops_user = django_user_model.objects.create_user("ops", password="ops-pw", is_staff=True)
+    ops_user.user_permissions.add(Permission.objects.get(codename="view_jobrecord"))
     Queue("media").declare()
     ops.pause_queue("media")
     JobRecord.objects.create(

@@ -92,6 +92,43 @@
     node.className = "repid-badge repid-" + tone;
   }
 
+  function describeLimits(l) {
+    var parts = [];
+    if (l.concurrency) {
+      parts.push(l.concurrency + " at once");
+    }
+    if (l.rate) {
+      parts.push(l.rate + (l.rate_key ? " per " + l.rate_key : ""));
+    }
+    return parts.join(", ");
+  }
+
+  function limitsCell(limits) {
+    var td = el("td", null, "repid-limits");
+    td.dataset.col = "limits";
+    if (limits === null || limits === undefined) {
+      td.appendChild(el("span", "unknown", "repid-muted"));
+      return td;
+    }
+    var lines = [];
+    if (limits.queue) {
+      lines.push("queue: " + describeLimits(limits.queue));
+    }
+    Object.keys(limits.actors || {}).forEach(function (name) {
+      lines.push(name + ": " + describeLimits(limits.actors[name]));
+    });
+    if (!lines.length) {
+      td.textContent = "-";
+    }
+    lines.forEach(function (line, i) {
+      if (i) {
+        td.appendChild(el("br"));
+      }
+      td.appendChild(document.createTextNode(line));
+    });
+    return td;
+  }
+
   function renderQueues(snapshot) {
     var jobsUrl = root.dataset.jobsUrl;
     var deadUrl = root.dataset.deadUrl;
@@ -123,9 +160,10 @@
         dead.textContent = "0";
       }
       tr.appendChild(dead);
+      tr.appendChild(limitsCell(q.limits));
       return tr;
     });
-    replaceRows("repid-queues", rows, "No queue yet: enqueue a job or start a worker.", 5);
+    replaceRows("repid-queues", rows, "No queue yet: enqueue a job or start a worker.", 6);
     var source = byId("repid-queues-source");
     source.replaceChildren(
       snapshot.stale ? badge("mirrored", "amber") : badge("live", "green")
