@@ -3,6 +3,8 @@
 ========================  ===========================================================
 ``repid_django.E001``     ``settings.REPID`` is not a dict, or has an unknown key
 ``repid_django.E002``     a ``REPID`` value (or ``REPID_<KEY>`` variable) is invalid
+``repid_django.W005``     a ``REPID_*`` environment variable that is no setting but close to one
+                          (``REPID_CONCURENCY``): it is ignored; the warning names the setting
 ``repid_django.E003``     ``channels`` or ``daphne`` is listed before ``repid_django`` in
                           ``INSTALLED_APPS``: their ``runworker`` command would shadow ours
 ``repid_django.W001``     (``--deploy``) the broker cannot be reached
@@ -31,6 +33,8 @@ the check a few seconds at most, never a hang.
 
 from __future__ import annotations
 
+import difflib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,6 +60,42 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
             )
         ]
     return []
+
+
+@checks.register()
+def check_metrics_auth(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[Any]:
+    from .metrics.auth import KEY, parse
+
+    try:
+        raw, from_env = conf.raw_settings()
+        parse(raw[KEY], KEY in from_env)
+    except conf.SettingError as exc:
+        if exc.key != KEY:
+            return []  # reported by check_settings
+        return [checks.Error(f"{exc.source}: {exc.problem}.", hint=exc.fix, id="repid_django.E002")]
+    return []
+
+
+@checks.register()
+def check_environment(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[Any]:
+    """``REPID_<NAME>`` variables that set nothing but look like a setting (a typo)."""
+    warnings: list[Any] = []
+    for variable in sorted(os.environ):
+        name = variable.removeprefix(conf.ENV_PREFIX)
+        if name == variable or name in conf.DEFAULTS:
+            continue
+        upper = name.upper()  # REPID_concurrency is a typo too (variables are case-sensitive)
+        close = [upper] if upper in conf.DEFAULTS else []
+        close = close or difflib.get_close_matches(upper, conf.DEFAULTS, n=1, cutoff=0.8)
+        if close:
+            warnings.append(
+                checks.Warning(
+                    f"environment variable {variable} is not a setting and is ignored.",
+                    hint=f"Did you mean {conf.ENV_PREFIX}{close[0]}?",
+                    id="repid_django.W005",
+                )
+            )
+    return warnings
 
 
 @checks.register()

@@ -47,6 +47,8 @@ Key                        Default            Meaning
                                               by ``runworker`` (docs/engine.md); JSON
 ``HANG_GRACE``             ``30.0``           seconds beyond a job's timeout that a worker
                                               whose event loop stopped keeps its lease
+``METRICS_AUTH``           ``None``           who may read the metrics view (``None``:
+                                              staff); see ``repid_django.metrics.auth``
 =========================  =================  ===============================================
 
 A bad value raises :class:`~django.core.exceptions.ImproperlyConfigured` naming the key and the
@@ -92,6 +94,7 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULES": None,
     "QUEUE_LIMITS": None,
     "HANG_GRACE": 30.0,
+    "METRICS_AUTH": None,
 }
 
 
@@ -148,7 +151,7 @@ def _env_value(key: str, raw: str) -> Any:
         return None
     if key == "QUEUES":
         return [item for item in env.list(name) if item] or None
-    if key in ("SCHEDULES", "QUEUE_LIMITS"):
+    if key in ("SCHEDULES", "QUEUE_LIMITS", "METRICS_AUTH"):
         try:
             return env.json(name)
         except ValueError as exc:

@@ -17,6 +17,7 @@ import threading
 from . import conf
 from .engine.brokers.redis.broker import RedisMessageBroker
 from .engine.connection import Connection, set_default_connection
+from .metrics.enqueue import CountingRedisBroker
 
 logger = logging.getLogger("repid_django")
 _lock = threading.Lock()
@@ -24,10 +25,11 @@ _connection: Connection | None = None
 
 
 def build_broker(settings: conf.RepidSettings | None = None) -> RedisMessageBroker:
-    """A Redis broker configured from the settings (not connected)."""
+    """A Redis broker configured from the settings (not connected); its enqueues count into
+    ``repid_jobs_enqueued_total`` (:mod:`repid_django.metrics.enqueue`)."""
     s = settings or conf.get_settings()
     try:
-        return RedisMessageBroker(
+        return CountingRedisBroker(
             s.broker_url,
             prefix=s.prefix,
             lease_ttl=s.lease_ttl,

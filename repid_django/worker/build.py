@@ -145,6 +145,7 @@ def build_worker(
     heartbeat_interval: float = 5.0,
     listeners: Iterable[WorkerListener] = (),
     schedules: ScheduleSource | Sequence[Schedule] | None = None,
+    metrics: bool = True,
 ) -> Worker:
     """A worker for the project's actors, configured from ``settings.REPID``.
 
@@ -156,7 +157,8 @@ def build_worker(
     ``schedules``: what the worker fires, in place of its actors' own schedules: a source such
     as :func:`~repid_django.worker.schedules.database_source` (``runworker``'s: every row of
     the schedule table, read every two seconds) or a list. ``None``: the actors' own.
-    ``REPID["QUEUE_LIMITS"]`` are set on the broker when the worker starts.
+    ``REPID["QUEUE_LIMITS"]`` are set on the broker when the worker starts. ``metrics``: count
+    job events for Prometheus (:class:`~repid_django.metrics.listener.MetricsListener`).
     """
     from ..connection import build_connection
 
@@ -169,6 +171,10 @@ def build_worker(
         chosen.append(OrmMirror(conn.message_broker, flush_interval=settings.mirror_flush_interval))
     selected = list(queues) if queues else (list(settings.queues) if settings.queues else None)
     routed = django_router(router, keep_schedules=schedules is None)
+    if metrics:
+        from ..metrics.listener import MetricsListener
+
+        chosen.insert(0, MetricsListener(actors=routed.actors))  # before the mirror's pauses
     if selected is None:
         from ..tasks_backend.routing import task_queues
 

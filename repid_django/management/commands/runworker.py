@@ -27,6 +27,7 @@ from repid_django.engine.worker.loops import LOOPS, loop_factory
 from repid_django.engine.worker.signals import DEFAULT_SIGNALS
 from repid_django.engine.worker.signals import install as install_signals
 from repid_django.engine.worker.worker import Worker
+from repid_django.metrics.server import serve_worker_metrics
 
 from ._switch import switch_queues
 
@@ -92,6 +93,12 @@ class Command(BaseCommand):
             default=None,
             help="Write jobs and workers to the ORM for the admin (default: REPID['MIRROR']).",
         )
+        parser.add_argument(
+            "--metrics-port",
+            metavar="[HOST:]PORT",
+            help="Serve this worker's Prometheus metrics over HTTP on PORT (all interfaces; "
+            "HOST:PORT to choose; 0: a free port, logged). One port per worker process.",
+        )
 
         parser.add_argument(
             "--pause",
@@ -155,6 +162,7 @@ class Command(BaseCommand):
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
         worker = self._build(options)
+        serve_worker_metrics(options.get("metrics_port"))
         try:
             with asyncio.Runner(loop_factory=factory) as runner:
                 runner.run(self._main(worker, handle_signals))
