@@ -61,5 +61,13 @@ bench: $(VENV)/.installed
 bench-small: $(VENV)/.installed
 	$(PY) -m bench --small --only repid_django $(BENCH_ARGS)
 
+# The embedded Redis outlives the processes that used it: stop it before deleting its folder
+# (with the project's command when the venv is there, else by its pid file).
 clean:
+	-@if [ -x $(PY) ]; then $(PY) manage.py repid_embedded stop; fi
+	@if [ -s .repid/redis.pid ]; then pid=$$(cat .repid/redis.pid); \
+	  if ps -p "$$pid" -o comm= 2>/dev/null | grep -q redis; then \
+	    echo "stopping the embedded Redis (pid $$pid)"; kill "$$pid"; \
+	    for i in $$(seq 50); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.1; done; \
+	  fi; fi
 	rm -rf $(VENV) .repid bench/.venvs

@@ -5,8 +5,10 @@ starts (once, on demand, guarded by a file lock so concurrent processes agree) a
 redis-server listening only on a unix socket in ``<base_dir>/.repid/redis.sock``, with its
 data in ``<base_dir>/.repid/`` and ``appendonly yes``. Every process of the project (the web
 server, shells, workers) shares it. It is *not* stopped when the process that started it exits:
-a shell can enqueue and quit, and a worker started later still finds the job. Stop it with
-:func:`stop_embedded_redis` (``make clean`` removes ``.repid/`` after that).
+a shell can enqueue and quit, and a worker started later still finds the job; the process that
+starts it logs where it runs and how to stop it. Stop it with :func:`stop_embedded_redis`
+(``python manage.py repid_embedded stop`` in a Django project; ``make clean`` stops it, then
+removes ``.repid/``).
 
 Unix socket paths are limited to about 100 bytes; for deeper project folders the socket goes
 to a per-user folder under the system's temporary directory, named after the project path.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -26,6 +29,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+logger = logging.getLogger("repid_django.embedded")
 
 STATE_DIR = ".repid"
 START_TIMEOUT = 15.0
@@ -147,7 +154,19 @@ def ensure_embedded_redis(base_dir: str | os.PathLike[str]) -> str:
                     "of a running Redis instead."
                 )
             time.sleep(0.02)
+    logger.info(
+        "started the embedded Redis on %s (data in %s); it keeps running after this process "
+        "exits: stop it with 'python manage.py repid_embedded stop' (or redis-cli -s %s shutdown)",
+        url,
+        folder,
+        sock,
+    )
     return url
+
+
+def embedded_running(base_dir: str | os.PathLike[str]) -> bool:
+    """True when the project's embedded redis-server answers on its socket (never starts it)."""
+    return _ping(socket_path(base_dir))
 
 
 def stop_embedded_redis(base_dir: str | os.PathLike[str], timeout: float = 10.0) -> bool:
@@ -155,7 +174,11 @@ def stop_embedded_redis(base_dir: str | os.PathLike[str], timeout: float = 10.0)
     sock = socket_path(base_dir)
     if not _ping(sock):
         return False
-    client = redis.Redis(unix_socket_path=str(sock), socket_timeout=timeout)
+    # No retries: the server closing the connection as it exits is the expected answer (with
+    # redis-py's default retries the call took 4 s).
+    client = redis.Redis(
+        unix_socket_path=str(sock), socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
     try:
         client.shutdown()
     except (redis.ConnectionError, OSError):
