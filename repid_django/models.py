@@ -75,6 +75,34 @@ class QueueRecord(models.Model):
         return self.name
 
 
+class QueueSample(models.Model):
+    """A queue's depth in one minute (the last report of the minute), for the monitor's chart
+    of the last hour. Workers write it with their heartbeat and delete rows older than
+    ``SAMPLES_KEPT``: the table stays small (queues x 120 rows)."""
+
+    queue = models.CharField(_("queue"), max_length=100)
+    minute = models.DateTimeField(_("minute"))
+    ready = models.PositiveIntegerField(_("ready"), default=0)
+    delayed = models.PositiveIntegerField(_("delayed"), default=0)
+    running = models.PositiveIntegerField(_("running"), default=0)
+    dead = models.PositiveIntegerField(_("dead letters"), default=0)
+
+    class Meta:
+        verbose_name = _("queue depth sample")
+        verbose_name_plural = _("queue depth samples")
+        constraints = (
+            models.UniqueConstraint(fields=("queue", "minute"), name="repid_sample_queue_minute"),
+        )
+        indexes = (models.Index(fields=("minute",), name="repid_sample_minute"),)
+
+    def __str__(self) -> str:
+        return f"{self.queue} @ {self.minute:%H:%M}"
+
+
+SAMPLES_KEPT = timedelta(hours=2)
+"""How long queue depth samples are kept (the monitor charts the last hour)."""
+
+
 class JobRecord(models.Model):
     """One job (message id) with its latest run and result."""
 

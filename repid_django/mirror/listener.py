@@ -9,7 +9,8 @@ dedicated thread (so it has one database connection, recycled with
   (``bulk_create(update_conflicts=True)``) of the merged rows;
 * one upsert of :class:`DeadLetterRecord` rows for ``DEAD`` events;
 * per heartbeat, one upsert of the :class:`WorkerRecord` and one of the :class:`QueueRecord`
-  depth snapshots; dead letters that the broker made by itself (lost workers, undecodable or
+  depth snapshots, and one of the minute's :class:`QueueSample` rows (the monitor's depth
+  chart, ``history.py``); dead letters that the broker made by itself (lost workers, undecodable or
   expired messages) are pulled from its dead-letter list when a queue's dead count changes.
 
 Writes are idempotent and a job's state only moves forward (how events become rows is in
@@ -36,8 +37,10 @@ from ..models import (
     DeadLetterRecord,
     JobRecord,
     QueueRecord,
+    QueueSample,
     WorkerRecord,
 )
+from .history import SampleWriter
 from .rows import (
     DEAD_FIELDS,
     DEAD_RESET,
@@ -62,7 +65,7 @@ def ensure_mirror_tables(using: str = "default") -> None:
     tables = set(connections[using].introspection.table_names())
     missing = [
         model._meta.db_table
-        for model in (JobRecord, DeadLetterRecord, WorkerRecord, QueueRecord)
+        for model in (JobRecord, DeadLetterRecord, WorkerRecord, QueueRecord, QueueSample)
         if model._meta.db_table not in tables
     ]
     if missing:
@@ -97,6 +100,7 @@ class OrmMirror:
         self.dead_letters_per_sync = dead_letters_per_sync
         self.written = 0
         self._dead_seen: dict[str, int] = {}
+        self._samples = SampleWriter(using)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="repid-mirror")
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
@@ -236,6 +240,7 @@ class OrmMirror:
                 unique_fields=("name",),
                 update_fields=QUEUE_FIELDS,
             )
+            self._samples.write(stats, stamp(info.at))
         if letters:
             self._sync_dead_letters(letters)
 

@@ -8,6 +8,7 @@ Throughput, workers, failures and the running jobs come from the ORM mirror, whi
 write in batches; the running jobs' progress (``set_progress``) and whether each queue is paused
 and the limits in force (``{"queue": {...} | null, "actors": {name: {...}}}``) are read live
 from the broker too (unknown, ``null``, when it does not answer).
+``history`` is the last hour, minute by minute, for the charts (see ``history.py``).
 Schedules come from their table, with their next run and their last run (read live from the
 broker, skipped when it did not answer for the depths).
 
@@ -26,6 +27,7 @@ from django.utils import timezone
 from ..admin.display import error_summary
 from ..depths import STATS_TIMEOUT, all_limits_data, read_depths
 from ..models import DeadLetterRecord, DeadReasonChoice, JobRecord, JobStatus, WorkerRecord
+from .history import last_hour
 from .running import running_jobs
 
 Snapshot = dict[str, Any]
@@ -183,6 +185,7 @@ def build_snapshot(timeout: float = BROKER_TIMEOUT) -> Snapshot:
             for key in ("ready", "delayed", "running", "dead")
         },
         "throughput": throughput(now),
+        "history": last_hour(now),
         "workers": workers(now),
         "running_jobs": running_jobs(now, live=problem is None, timeout=timeout),
         "failures": failures(),

@@ -286,6 +286,9 @@
     renderRunning(snapshot.running_jobs || []);
     renderFailures(snapshot.failures || []);
     renderSchedules(snapshot.schedules || []);
+    if (snapshot.history && window.repidCharts) {
+      window.repidCharts.update(snapshot.history);
+    }
   }
 
   function armWatchdog() {
