@@ -117,10 +117,14 @@ class QueueRecordAdmin(ConsoleAdmin):
         self, request: HttpRequest, object_id: str, from_field: str | None = None
     ) -> Any:
         obj = super().get_object(request, object_id, from_field)
-        if obj is not None and not hasattr(obj, "repid_live"):
-            obj.repid_live = (live_stats([obj.name]) or {}).get(obj.name)
-            limits = None if obj.repid_live is None else live_limits([obj.name])
-            obj.repid_limits = None if limits is None else limits.get(obj.name)
+        if obj is not None:
+            # The admin asks for the object more than once per page: read Redis once.
+            read: dict[str, Any] = request.__dict__.setdefault("_repid_queue_live", {})
+            if obj.name not in read:
+                live = (live_stats([obj.name]) or {}).get(obj.name)
+                limits = None if live is None else live_limits([obj.name])
+                read[obj.name] = (live, None if limits is None else limits.get(obj.name))
+            obj.repid_live, obj.repid_limits = read[obj.name]
         return obj
 
     def operations(self, request: HttpRequest, obj: QueueRecord) -> list[Operation]:

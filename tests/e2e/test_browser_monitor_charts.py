@@ -1,5 +1,6 @@
 """A real headless Chromium draws the monitor's charts of the last hour (the vendored uPlot,
-served as a static file) and redraws them when jobs finish, in the light and the dark theme.
+served as a static file) and redraws them when jobs finish, in the light and the dark theme;
+the queue table shows the limits in force.
 Skipped without ``/usr/bin/chromium`` unless ``REPID_TEST_REQUIRE_CHROMIUM=1``."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
+from repid_django import Queue, get_connection
+from repid_django.engine.limits import Limits
 from repid_django.models import JobRecord, JobStatus, QueueSample
 from repid_django.monitor import history
 
@@ -58,6 +61,10 @@ def test_the_charts_draw_and_update(
     minute = timezone.now().replace(second=0, microsecond=0)
     QueueSample.objects.create(queue="default", minute=minute - timedelta(minutes=3), ready=4)
     finish_jobs("before", 3)
+    Queue("default").declare()
+    connection = get_connection()
+    limits = {None: Limits(concurrency=3), "process_images": Limits(concurrency=2)}
+    connection.call(lambda: connection.message_broker.set_limits("default", limits), 5)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -73,6 +80,8 @@ def test_the_charts_draw_and_update(
             page.click("input[type=submit]")
 
             expect(page.locator("#repid-connection")).to_have_text("connected")
+            cell = page.locator('#repid-queues tr[data-queue="default"] td[data-col="limits"]')
+            expect(cell).to_have_text("queue: 3 at onceprocess_images: 2 at once")
             throughput = page.locator("#repid-chart-throughput")
             depth = page.locator("#repid-chart-depth")
             expect(throughput.locator("canvas")).to_be_visible()

@@ -318,7 +318,7 @@
       clearTimeout(watchdog);
       socket = null;
       if (event.code === FORBIDDEN) {
-        connection("not allowed: log in as staff", "red");
+        connection("not allowed: log in as staff with the view permission", "red");
         return;
       }
       connection("reconnecting", "amber");
