@@ -1,5 +1,7 @@
-"""The live monitor: a staff-only page that a Channels WebSocket keeps up to date.
+"""The live monitor: a page for staff with the view permission that a Channels WebSocket keeps
+up to date.
 
-``snapshot`` builds what the page shows, ``consumers`` pushes it, ``routing`` wires the
-WebSocket URL (``ws/repid/monitor/``) and ``views`` serves the page.
+``snapshot`` builds what the page shows (``history``: the charts' last hour), ``consumers``
+pushes it, ``access`` says who may watch (checked again before each push), ``routing`` wires
+the WebSocket URL (``ws/repid/monitor/``) and ``views`` serves the page.
 """
