@@ -34,10 +34,11 @@ MIN_GAP = 0.5
 
 
 def _build(scope: dict[str, Any]) -> Snapshot | None:
-    """A snapshot, or ``None`` when the connection's user may no longer watch."""
-    if not may_watch(session_user(scope)):
-        return None
+    """A snapshot, or ``None`` when the connection's user may no longer watch (when the
+    database cannot say, an error snapshot without any figure: the socket stays open)."""
     try:
+        if not may_watch(session_user(scope)):
+            return None
         return build_snapshot()
     except Exception as exc:  # the database or the settings failed: say so, keep the socket
         logger.warning("monitor snapshot failed: %s", exc, exc_info=True)

@@ -96,3 +96,13 @@ def test_the_throughput_query_uses_an_index_on_finished_at() -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"PRAGMA index_list({JobRecord._meta.db_table})")
         assert "repid_job_finished" in {row[1] for row in cursor.fetchall()}
+
+
+@pytest.mark.redis
+def test_the_snapshot_carries_the_hour() -> None:
+    from repid_django.monitor.snapshot import build_snapshot
+
+    finished("recent", datetime.now(UTC))
+    got = build_snapshot()["history"]
+    assert len(got["t"]) == len(got["succeeded"]) == len(got["ready"]) == 60
+    assert sum(got["succeeded"]) > 0
