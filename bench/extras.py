@@ -1,8 +1,10 @@
 """Measurements of repid_django alone: I/O-bound jobs at high concurrency, sync actors in the
-thread pool, four worker processes on one queue, and (later) the ORM mirror on versus off."""
+thread pool, four worker processes on one queue, the Prometheus metrics listener on versus off,
+and (later) the ORM mirror on versus off."""
 
 from __future__ import annotations
 
+import statistics
 import traceback
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ def run_extras(t: Target, jobs: int, say: Any, *, mirror: bool = False) -> list[
         )
     out.append(_scenario(t, "sync actor (thread pool)", jobs, say=say, scenario="sync"))
     out.append(_scenario(t, "4 worker processes, no-op", jobs * 4, say=say, processes=4))
+    out += metrics_on_off(t, jobs, say)
     if mirror:
         # Hook: the adapter turns on the ORM mirror when BENCH_MIRROR=1 (needs the Django app).
         out.append(_scenario(t, "ORM mirror on, no-op", jobs, say=say, BENCH_MIRROR="1"))
@@ -76,3 +79,43 @@ def profile_engine(t: Target, n: int, logs: Path, say: Any) -> str:
             hotspots(logs / "profile-enqueue.raw"),
         ]
     )
+
+
+METRICS_ROUNDS = 5
+METRICS_MIN_JOBS = 10_000
+
+
+def metrics_on_off(t: Target, jobs: int, say: Any) -> list[dict[str, Any]]:
+    """No-op jobs with no listener (off), with a listener that ignores the events (the
+    worker's event buffer alone, which every Django worker has) and with the metrics listener
+    (on), interleaved over rounds (the order rotates, so that a slow spell of the machine hits
+    all three): one row each, the medians, "on" with the ratios on/off (the target is at
+    least 0.9) and on/events only (the listener's own cost) in its name."""
+    n = max(jobs, METRICS_MIN_JOBS)
+    rounds = METRICS_ROUNDS if jobs >= METRICS_MIN_JOBS else 3  # --small: 3 rounds
+    modes = {"off": "0", "events only": "events", "on": "1"}
+    order = list(modes)
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for i in range(rounds):
+        for mode in order[i % 3 :] + order[: i % 3]:
+            res = _scenario(t, f"no-op, metrics {mode}", n, say=say, BENCH_METRICS=modes[mode])
+            if not res["ok"]:
+                return [res]
+            runs[mode].append(res)
+    rates = {mode: statistics.median(r["rate"] for r in runs[mode]) for mode in modes}
+    ratio = rates["on"] / rates["off"]
+    listener = rates["on"] / rates["events only"]
+    say(
+        f"  metrics listener: {rates['on']:,.0f} jobs/s on, {rates['events only']:,.0f} with "
+        f"the event buffer only, {rates['off']:,.0f} off: ratio on/off {ratio:.2f}, "
+        f"on/events only {listener:.2f}"
+    )
+    rows = []
+    for mode, rate in rates.items():
+        name = f"no-op, metrics {mode} (median of {rounds})"
+        if mode == "on":
+            name += f": {ratio:.2f} of off, {listener:.2f} of events only"
+        runs_of = [r["rate"] for r in runs[mode]]
+        rows.append({**runs[mode][-1], "name": name, "rate": rate, "runs": runs_of})
+    rows[-1].update(metrics_ratio=ratio, metrics_listener_ratio=listener)
+    return rows

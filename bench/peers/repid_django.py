@@ -7,6 +7,10 @@ The async modes run on uvloop when it is installed (the ``fast`` extra), see ``_
 
 Scenarios (``--scenario``) for the engine-only measurements: ``noop`` (async no-op), ``sleep``
 (``await asyncio.sleep(0.01)``), ``sync`` (a plain ``def`` run in the worker's thread pool).
+``BENCH_METRICS=1`` adds the Prometheus metrics listener (``repid_django.metrics.listener``,
+what ``runworker`` adds) to the worker: processed/s with metrics on versus off (``0``, the
+default: no listener at all, so "on" also pays for the worker's event buffer, which
+``BENCH_METRICS=events`` measures alone with a listener that ignores the events).
 ``BENCH_MIRROR=1`` is the hook for the ORM mirror on/off measurement: it needs the Django app's
 mirror listener, which the adapter does not wire yet (it refuses rather than measure the wrong
 thing).
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from _common import COUNTER, alatency_loop, atimed_bulk, atimed_loop, parse_args, run, sync_loop
 
@@ -33,6 +38,16 @@ from repid_django import enqueue_many as _enqueue_many
 
 router = Router()
 args = parse_args()
+
+
+class IgnoreEvents:
+    """A worker listener that does nothing: the cost of the worker's event buffer alone."""
+
+    async def on_events(self, events: Any) -> None:
+        return None
+
+    async def on_heartbeat(self, info: Any) -> None:
+        return None
 
 
 def build(scenario: str) -> None:
@@ -77,7 +92,14 @@ async def main() -> None:
     app = Repid(Connection(RedisMessageBroker(args.redis)))
     async with app.magic(auto_disconnect=True):
         if args.mode == "work":
-            kwargs = {"concurrency": args.concurrency} if args.concurrency else {}
+            kwargs: dict[str, Any] = {"concurrency": args.concurrency} if args.concurrency else {}
+            metrics = os.environ.get("BENCH_METRICS", "0")
+            if metrics == "1":
+                from repid_django.metrics.listener import MetricsListener
+
+                kwargs["listeners"] = [MetricsListener(actors=router.actors)]
+            elif metrics == "events":
+                kwargs["listeners"] = [IgnoreEvents()]
             await Worker(routers=[router], **kwargs).run()
             return
         await Queue().declare()
