@@ -66,9 +66,21 @@ def test_the_admin_and_the_dead_letter_agree_on_a_job_that_ran_three_times(
 
 @pytest.fixture
 def shop_site() -> Iterator[None]:
+    """The example shop's app and URLs; the actors its import registers are forgotten after
+    (later tests' workers must not consume the shop's queues)."""
+    from repid_django.worker.discovery import registry
+
+    by_name = {name: list(regs) for name, regs in registry._by_name.items()}
+    shortcuts = dict(registry.shortcut_router.actors)
     apps = [*django_settings.INSTALLED_APPS, "example_project.shop"]
-    with override_settings(INSTALLED_APPS=apps, ROOT_URLCONF="example_project.urls"):
-        yield
+    try:
+        with override_settings(INSTALLED_APPS=apps, ROOT_URLCONF="example_project.urls"):
+            yield
+    finally:
+        registry._by_name.clear()
+        registry._by_name.update(by_name)
+        registry.shortcut_router.actors.clear()
+        registry.shortcut_router.actors.update(shortcuts)
 
 
 def test_the_example_jobs_page_shows_json_results_and_attempts_from_one(
