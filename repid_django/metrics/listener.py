@@ -2,7 +2,8 @@
 
 The worker hands its job events over in batches, off its processing path
 (``engine/worker/emitter.py``); :meth:`MetricsListener.record` turns a batch into counter
-increments (one per actor, queue and kind in the batch) and histogram observations:
+increments (one per actor, queue and kind in the batch) and histogram observations (one
+increment per bucket touched in the batch):
 
 * ``STARTED``: started; the waiting time, from when the run was due (``run_at`` of a deferred
   or retried run, else ``enqueued_at``) to its start.
@@ -20,6 +21,7 @@ queue's depth (``repid_queue_dead``) counts them.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -65,50 +67,76 @@ class MetricsListener:
         m.HEARTBEAT.set(info.at)
 
     def record(self, events: Iterable[JobEvent]) -> None:
-        """Count ``events`` (synchronous: a batch costs a few microseconds per event)."""
+        """Count ``events``: one increment per counter and histogram bucket touched by the
+        batch (see :func:`observe_many`), about a microsecond per event."""
         counts: dict[tuple[Any, ...], int] = {}
+        waits: dict[tuple[str, str], list[float]] = {}
+        runs: dict[tuple[str, str], list[float]] = {}
         started = self._started
-        child = self._child
         for event in events:
             message = event.message
-            actor, queue, kind = message.actor, message.queue, event.kind
+            pair = (message.actor, message.queue)
+            kind = event.kind
             if kind is EventKind.STARTED:
-                key: tuple[Any, ...] = (m.STARTED, actor, queue)
-                counts[key] = counts.get(key, 0) + 1
                 due = message.enqueued_at
                 if message.run_at is not None and message.run_at > due:
                     due = message.run_at
-                child(m.WAIT_SECONDS, actor, queue).observe(max(event.at - due, 0.0))
+                waits.setdefault(pair, []).append(max(event.at - due, 0.0))
                 if len(started) >= MAX_TRACKED:
                     started.clear()
-                started[(queue, message.id)] = event.at
+                started[(message.queue, message.id)] = event.at
                 continue
-            began = started.pop((queue, message.id), None)
+            began = started.pop((message.queue, message.id), None)
             ran = True
             if kind is EventKind.SUCCEEDED:
-                keys: tuple[tuple[Any, ...], ...] = ((m.SUCCEEDED, actor, queue),)
+                keys: tuple[tuple[Any, ...], ...] = ((m.SUCCEEDED, *pair),)
             elif kind is EventKind.FAILED:
-                keys = ((m.FAILED, actor, queue), (m.RETRIED, actor, queue))
+                keys = ((m.FAILED, *pair), (m.RETRIED, *pair))
             elif kind is EventKind.DEAD:
                 reason = event.reason
                 if reason is DeadReason.CANCELLED:
-                    keys, ran = ((m.CANCELLED, actor, queue),), False
+                    keys, ran = ((m.CANCELLED, *pair),), False
                 else:
-                    dead = (m.DEAD, actor, queue, str(reason or "other"))
+                    dead = (m.DEAD, *pair, str(reason or "other"))
                     ran = reason in _RAN
-                    keys = (dead, (m.FAILED, actor, queue)) if ran else (dead,)
+                    keys = (dead, (m.FAILED, *pair)) if ran else (dead,)
             elif kind is EventKind.LEASE_LOST:
-                keys, ran = ((m.LEASE_LOST, actor, queue),), False
+                keys, ran = ((m.LEASE_LOST, *pair),), False
             else:  # REJECTED: back to the queue, not an outcome
                 continue
             for key in keys:
                 counts[key] = counts.get(key, 0) + 1
             if ran:
                 result = event.result
-                seconds = result.duration if result is not None else None
-                if seconds is None and began is not None:
-                    seconds = event.at - began
-                if seconds is not None:
-                    child(m.RUN_SECONDS, actor, queue).observe(max(seconds, 0.0))
+                if result is not None:
+                    runs.setdefault(pair, []).append(max(result.duration, 0.0))
+                elif began is not None:
+                    runs.setdefault(pair, []).append(max(event.at - began, 0.0))
+        child = self._child
+        for pair, values in waits.items():
+            counts[(m.STARTED, *pair)] = len(values)
+            observe_many(child(m.WAIT_SECONDS, *pair), values)
+        for pair, values in runs.items():
+            observe_many(child(m.RUN_SECONDS, *pair), values)
         for key, count in counts.items():
             child(*key).inc(count)
+
+
+def observe_many(histogram: Any, values: Sequence[float]) -> None:
+    """``histogram.observe(value)`` for every value, with one increment per bucket used and
+    one for the sum (reaching into ``prometheus_client``'s histogram; when its insides are not
+    the expected ones, value by value)."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    per_bucket: dict[int, int] = {}
+    for value in values:
+        index = bisect_left(bounds, value)  # the first bound >= value, as observe() finds
+        per_bucket[index] = per_bucket.get(index, 0) + 1
+    for index, count in per_bucket.items():
+        buckets[index].inc(count)
+    total.inc(sum(values))

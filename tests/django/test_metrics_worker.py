@@ -151,10 +151,9 @@ def test_a_known_mix_of_outcomes_is_counted_exactly(staff: Client) -> None:
         for reason in ("failed", "timeout", "cancelled")
     }
     assert {key: count for key, count in dead.items() if count} == {("m_boom", "failed"): 1}
-    # Every run took less than a second; the retries waited their 50 ms (at least).
+    # Every run took less than a second (their exact times: test_metrics_units.py).
     for actor, runs in (("m_ok", 3), ("m_flaky", 4), ("m_boom", 1)):
         assert d("repid_job_run_seconds_bucket", actor, le="1.0") == runs
-    assert d("repid_job_wait_seconds_sum", "m_flaky") >= 0.1
 
     # Live gauges, read from Redis at scrape time (this test's prefix: only its queue).
     assert value(live, "repid_broker_up") == 1
