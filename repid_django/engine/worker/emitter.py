@@ -21,6 +21,8 @@ from ..results import JobResult
 from .events import EventKind, JobEvent, WorkerInfo, WorkerListener
 
 logger = logging.getLogger("repid_django.worker.events")
+_now = time.time
+_STARTED = EventKind.STARTED
 
 
 class Emitter:
@@ -60,13 +62,24 @@ class Emitter:
     ) -> None:
         """Record one job event (cheap; never awaits)."""
         buffer = self._buffer
-        if len(buffer) >= self.max_buffer:
-            drop = len(buffer) // 10 or 1
+        size = len(buffer)
+        if size >= self.max_buffer:
+            drop = size // 10 or 1
             del buffer[:drop]
             self.dropped += drop
         buffer.append(
-            JobEvent(kind, message, time.time(), self.worker_id, result, error, reason, retry_at)
+            JobEvent(kind, message, _now(), self.worker_id, result, error, reason, retry_at)
         )
+        if not size:
+            self._wakeup.set()
+
+    def started(self, message: Message) -> None:
+        """:meth:`job` for a STARTED event (the most frequent: one per run)."""
+        buffer = self._buffer
+        if len(buffer) >= self.max_buffer:
+            self.job(EventKind.STARTED, message)
+            return
+        buffer.append(JobEvent(_STARTED, message, _now(), self.worker_id))
         if len(buffer) == 1:
             self._wakeup.set()
 

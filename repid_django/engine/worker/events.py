@@ -30,8 +30,11 @@ class EventKind(enum.StrEnum):
     """The worker finished but had lost the lease: its outcome was refused."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobEvent:
+    """One thing that happened to a job in a worker (listeners must not change it: it is not
+    frozen only because a worker makes two per job and a frozen one costs three times more)."""
+
     kind: EventKind
     message: Message
     at: float

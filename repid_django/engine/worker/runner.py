@@ -24,7 +24,7 @@ from . import signals
 from .context import JobContext
 from .counters import CountedRun, Counters
 from .emitter import Emitter
-from .events import EventKind, WorkerInfo
+from .events import WorkerInfo
 from .options import RunOptions
 from .pools import Pools
 from .processor import Processor
@@ -279,7 +279,7 @@ class _Runner(CountedRun, StopRequests):
 
     def _start(self, delivery: Delivery, actor: Actor) -> None:
         if self._emitter is not None:
-            self._emitter.job(EventKind.STARTED, delivery.message)
+            self._emitter.started(delivery.message)
         message = delivery.message
         self._broker.started(delivery, actor.timeout_for(message))
         loop = asyncio.get_running_loop()
