@@ -42,10 +42,23 @@ demo: $(VENV)/.installed
 SERVER_SUITE := tests/engine/test_broker_contract.py tests/engine/test_redis_compat.py \
 	tests/e2e/test_redis_faults.py::test_sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight
 
+# The tests that use the database run a second time on PostgreSQL when REPID_TEST_DATABASE_URL
+# names one (postgres://user:password@host:port/name; .ci/run starts one and sets it).
+DB_SUITE := tests/django tests/e2e/test_browser_admin.py tests/e2e/test_browser_cancel.py \
+	tests/e2e/test_browser_monitor.py tests/e2e/test_schedules_e2e.py
+
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 	REPID_TEST_REDIS=valkey $(PY) -m pytest $(PYTEST_ARGS) $(SERVER_SUITE)
 	REPID_TEST_REDIS=redis62 $(PY) -m pytest $(PYTEST_ARGS) $(SERVER_SUITE)
+	@if [ -n "$${REPID_TEST_DATABASE_URL:-}" ]; then \
+	  echo "make test: the database tests again, on $${REPID_TEST_DATABASE_URL%%://*}"; \
+	  DATABASE_URL="$$REPID_TEST_DATABASE_URL" $(PY) -m pytest $(PYTEST_ARGS) $(DB_SUITE); \
+	elif [ -n "$${REPID_TEST_REQUIRE_POSTGRES:-}" ]; then \
+	  echo "make test: REPID_TEST_REQUIRE_POSTGRES is set but REPID_TEST_DATABASE_URL is not" >&2; exit 1; \
+	else \
+	  echo "make test: NOT run on PostgreSQL (SQLite only): set REPID_TEST_DATABASE_URL=postgres://... to add that pass (.ci/run does)"; \
+	fi
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -36,6 +36,8 @@ Key                        Default            Meaning
 ``MIRROR``                 ``True``           write jobs, dead letters, workers and queue
                                               depths to the ORM (the admin reads them)
 ``MIRROR_FLUSH_INTERVAL``  ``1.0``            seconds between mirror batches
+``MIRROR_RETENTION``       ``604800.0``       seconds (or a timedelta) finished jobs, dead
+                                              letters and workers are kept; ``None``: all
 ``EMBEDDED_DIR``           ``None``           folder whose ``.repid/`` holds the embedded
                                               Redis (``None``: ``BASE_DIR``, else the
                                               current directory)
@@ -90,6 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "ENQUEUE_TIMEOUT": 2.0,
     "MIRROR": True,
     "MIRROR_FLUSH_INTERVAL": 1.0,
+    "MIRROR_RETENTION": 7 * 86_400.0,
     "EMBEDDED_DIR": None,
     "SCHEDULES": None,
     "QUEUE_LIMITS": None,
@@ -115,6 +118,7 @@ class RepidSettings:
     enqueue_timeout: float
     mirror: bool
     mirror_flush_interval: float
+    mirror_retention: float | None
     embedded_dir: Path
     schedules: Mapping[str, Any]
     """``REPID["SCHEDULES"]`` as given (parsed by ``repid_django.worker.schedules``)."""
@@ -143,7 +147,7 @@ def _env_value(key: str, raw: str) -> Any:
 
     env = environ.Env()
     name = ENV_PREFIX + key
-    if key in ("BROKER_URL", "EMBEDDED_DIR") and raw.strip().lower() in (
+    if key in ("BROKER_URL", "EMBEDDED_DIR", "MIRROR_RETENTION") and raw.strip().lower() in (
         "",
         "none",
         "null",
@@ -342,6 +346,7 @@ def load() -> RepidSettings:
         enqueue_timeout=num("ENQUEUE_TIMEOUT"),
         mirror=_mirror(raw["MIRROR"], "MIRROR" in env),
         mirror_flush_interval=num("MIRROR_FLUSH_INTERVAL"),
+        mirror_retention=None if raw["MIRROR_RETENTION"] is None else num("MIRROR_RETENTION"),
         embedded_dir=_dir(raw["EMBEDDED_DIR"], "EMBEDDED_DIR" in env),
         schedules=_schedules(raw["SCHEDULES"], "SCHEDULES" in env),
         queue_limits=_queue_limits(raw["QUEUE_LIMITS"], "QUEUE_LIMITS" in env),

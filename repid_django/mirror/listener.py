@@ -8,6 +8,8 @@ dedicated thread (so it has one database connection, recycled with
 * one ``SELECT`` of the batch's existing :class:`JobRecord` rows, then one upsert
   (``bulk_create(update_conflicts=True)``) of the merged rows;
 * one upsert of :class:`DeadLetterRecord` rows for ``DEAD`` events;
+* now and then, the deletion of rows older than ``REPID["MIRROR_RETENTION"]``, in bounded
+  chunks (``retention.py``);
 * per heartbeat, one upsert of the :class:`WorkerRecord` and one of the :class:`QueueRecord`
   depth snapshots, and one of the minute's :class:`QueueSample` rows (the monitor's depth
   chart, ``history.py``); dead letters that the broker made by itself (lost workers, undecodable or
@@ -23,12 +25,13 @@ import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 from django.core.management.base import CommandError
 from django.db import close_old_connections, connections
 from django.db.models import Case, CharField, DateTimeField, Value, When
 
+from ..conf import get_settings
 from ..engine.brokers.base import DeadLetter, MessageBroker
 from ..engine.results import stamp
 from ..engine.worker.events import EventKind, JobEvent, WorkerInfo
@@ -41,6 +44,7 @@ from ..models import (
     WorkerRecord,
 )
 from .history import SampleWriter
+from .retention import Retention
 from .rows import (
     DEAD_FIELDS,
     DEAD_RESET,
@@ -82,6 +86,8 @@ class OrmMirror:
     ``broker`` (optional) is asked for queue depths and dead letters at each heartbeat.
     ``using`` is the database alias to write to. ``flush_interval``: at most one batch of job
     rows is written per this many seconds (events that arrive meanwhile join the next batch).
+    ``retention``: seconds finished rows are kept (``None``: forever; by default
+    ``REPID["MIRROR_RETENTION"]``), applied after a flush at most every ``retention_interval``.
     """
 
     def __init__(
@@ -92,6 +98,8 @@ class OrmMirror:
         batch_size: int = 500,
         flush_interval: float = 0.0,
         dead_letters_per_sync: int = 200,
+        retention: float | Literal["settings"] | None = "settings",
+        retention_interval: float = 600.0,
     ) -> None:
         self.broker = broker
         self.using = using
@@ -101,6 +109,13 @@ class OrmMirror:
         self.written = 0
         self._dead_seen: dict[str, int] = {}
         self._samples = SampleWriter(using)
+        if retention == "settings":
+            retention = get_settings().mirror_retention
+        self.retention = (
+            None
+            if retention is None
+            else Retention(retention, using=using, interval=retention_interval)
+        )
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="repid-mirror")
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
@@ -123,6 +138,11 @@ class OrmMirror:
         loop = asyncio.get_running_loop()
         started = loop.time()
         await self._in_thread(self.write_events, relevant)
+        if self.retention is not None and self.retention.due():
+            try:
+                await self._in_thread(self.retention.run)
+            except Exception:  # the next flush tries again; the mirror goes on
+                logger.warning("could not delete old mirror rows", exc_info=True)
         pause = self.flush_interval - (loop.time() - started)
         if pause > 0:
             await asyncio.sleep(pause)

@@ -20,6 +20,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import close_old_connections
 
 from .access import may_watch, session_user
 from .snapshot import Snapshot, build_snapshot
@@ -43,6 +44,11 @@ def _build(scope: dict[str, Any]) -> Snapshot | None:
     except Exception as exc:  # the database or the settings failed: say so, keep the socket
         logger.warning("monitor snapshot failed: %s", exc, exc_info=True)
         return {"type": "snapshot", "stale": True, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        # Here, not only in channels' wrapper: asgiref >= 3.10 runs this function in a copy of
+        # the context, where the connection it opened is invisible to the wrapper's close (the
+        # connection leaked, until its thread ended; psycopg warns about it).
+        close_old_connections()
 
 
 async def _snapshot(scope: dict[str, Any]) -> Snapshot | None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import environ
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -55,15 +58,27 @@ TEMPLATES = [
     },
 ]
 
-# A file (not :memory:) so that a worker subprocess can share the test database.
+# DATABASE_URL (django-environ's ``env.db()``) selects the database: ``make test`` runs the
+# database tests a second time with ``DATABASE_URL=postgres://...`` when
+# ``REPID_TEST_DATABASE_URL`` is set (.ci/run starts a PostgreSQL for it). Without it, SQLite:
+# a file (not :memory:) so that a worker subprocess can share the test database.
 _TEST_DB = os.environ.get("REPID_TEST_DB_NAME")
-DATABASES = {
-    "default": {
+_DATABASE_URL = os.environ.get("DATABASE_URL")
+if _DATABASE_URL:
+    _default: dict[str, Any] = environ.Env.db_url_config(_DATABASE_URL)
+    # Several runs may share one server: each process has its own test database.
+    _test_name = _TEST_DB or f"test_{_default['NAME']}_{os.getpid()}"
+    _default["NAME"] = _TEST_DB or _default["NAME"]
+    _default["TEST"] = {"NAME": _test_name}
+else:
+    _default = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": _TEST_DB or str(BASE_DIR / "db.sqlite3"),
         "OPTIONS": {"timeout": 20},
         "TEST": {"NAME": _TEST_DB or str(BASE_DIR / f"test-{os.getpid()}.sqlite3")},
-    },
+    }
+DATABASES = {
+    "default": _default,
     # A second alias, for enqueue-on-commit on the right database.
     "other": {
         "ENGINE": "django.db.backends.sqlite3",

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
+from django.db import connections
 
 from repid_django import Job, Queue, conf
 from repid_django.models import DeadLetterRecord, JobRecord, JobStatus
@@ -57,8 +58,15 @@ def repid_on_test_redis(
 def off_loop[T](fn: Callable[[], T]) -> T:
     """Run ``fn`` in another thread: Playwright's sync API keeps an event loop running in this
     one, where Django's ORM and the engine's sync calls refuse to run."""
+
+    def run() -> T:
+        try:
+            return fn()
+        finally:  # the thread's database connection (PostgreSQL warns about one left open)
+            connections.close_all()
+
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(fn).result()
+        return pool.submit(run).result()
 
 
 def run_worker() -> None:

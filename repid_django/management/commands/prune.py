@@ -1,4 +1,10 @@
-"""``python manage.py prune``: delete old rows of the ORM mirror (see ``--help``)."""
+"""``python manage.py prune``: delete old rows of the ORM mirror (see ``--help``).
+
+Rows are deleted in chunks (``--chunk-size`` rows per statement, each its own transaction), so
+that pruning millions of rows never holds long locks; progress is printed as it goes
+(``repid_django/mirror/retention.py``). Workers do the same by themselves after
+``REPID["MIRROR_RETENTION"]``.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Q
 from django.utils import timezone
 
-from repid_django.models import (
-    FINAL_STATUSES,
-    DeadLetterRecord,
-    JobRecord,
-    WorkerRecord,
-)
+from repid_django.mirror.retention import CHUNK, KINDS, delete_in_chunks, old_rows
+from repid_django.models import FINAL_STATUSES
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-KINDS = ("jobs", "dead", "workers")
 
 
 def parse_age(text: str) -> timedelta:
@@ -57,6 +57,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Print what would be deleted; delete nothing."
         )
+        parser.add_argument(
+            "--chunk-size",
+            type=int,
+            default=CHUNK,
+            help=f"Rows deleted per statement (default: {CHUNK}).",
+        )
+        parser.add_argument("--database", default="default", help="Database alias.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         cutoff = timezone.now() - parse_age(options["older_than"])
@@ -66,20 +73,32 @@ class Command(BaseCommand):
             if options["status"]
             else tuple(FINAL_STATUSES)
         )
-        querysets = {
-            "jobs": JobRecord.objects.filter(status__in=statuses, updated_at__lt=cutoff),
-            "dead": DeadLetterRecord.objects.filter(
-                Q(failed_at__lt=cutoff) & (Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
-            ),
-            "workers": WorkerRecord.objects.filter(last_heartbeat__lt=cutoff),
-        }
+        chunk = options["chunk_size"]
+        if chunk < 1:
+            raise CommandError("--chunk-size must be at least 1")
+        using = options["database"]
         verb = "would delete" if options["dry_run"] else "deleted"
+        when = f"{cutoff:%Y-%m-%d %H:%M:%S %Z}"
         for kind in KINDS:
             if kind not in kinds:
                 continue
-            queryset = querysets[kind]
-            count = queryset.count() if options["dry_run"] else queryset.delete()[0]
-            self.stdout.write(f"{verb} {count} {kind} older than {cutoff:%Y-%m-%d %H:%M:%S %Z}")
+            model, condition = old_rows(kind, cutoff, statuses)
+            if options["dry_run"]:
+                count = model._default_manager.db_manager(using).filter(condition).count()
+            else:
+
+                def progress(total: int, kind: str = kind) -> None:
+                    self.stdout.write(f"  {kind}: {total} deleted so far")
+                    self.stdout.flush()
+
+                count, _ = delete_in_chunks(
+                    model,
+                    condition,
+                    using=using,
+                    chunk=chunk,
+                    progress=progress if options["verbosity"] >= 1 else None,
+                )
+            self.stdout.write(f"{verb} {count} {kind} older than {when}")
 
     @staticmethod
     def _split(raw: str, allowed: tuple[str, ...], flag: str) -> tuple[str, ...]:
