@@ -21,7 +21,8 @@ from ..depths import STATS_TIMEOUT
 from ..models import DeadLetterRecord, JobRecord, JobStatus, WorkerRecord
 from . import actions
 from . import display as show
-from .filters import AliveFilter, DeadLetterStateFilter, alive_within
+from .filters import ActorFilter, AliveFilter, DeadLetterStateFilter, QueueFilter, alive_within
+from .paginator import EstimatedCountPaginator
 from .views import can_manage, dead_letter_views, job_views
 
 Operation = dict[str, str]
@@ -105,7 +106,8 @@ class JobRecordAdmin(ConsoleAdmin):
         "took",
         "updated_at",
     )
-    list_filter = ("status", "queue", "actor", "enqueued_at", "finished_at")
+    list_filter = ("status", QueueFilter, ActorFilter, "enqueued_at", "finished_at")
+    paginator = EstimatedCountPaginator
     search_fields = ("=job_id", "^job_id", "^actor")
     search_help_text = "Search by job id (or its beginning) or by actor name."
     date_hierarchy = "updated_at"
@@ -221,7 +223,8 @@ class DeadLetterRecordAdmin(ConsoleAdmin):
         "failed_at",
         "state",
     )
-    list_filter = (DeadLetterStateFilter, "reason", "queue", "actor", "failed_at")
+    list_filter = (DeadLetterStateFilter, "reason", QueueFilter, ActorFilter, "failed_at")
+    paginator = EstimatedCountPaginator
     search_fields = ("=job_id", "^job_id", "^actor")
     search_help_text = "Search by job id (or its beginning) or by actor name."
     date_hierarchy = "failed_at"
