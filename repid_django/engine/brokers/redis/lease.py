@@ -51,21 +51,21 @@ class Heartbeat:
     """When an event loop last ran (``time.monotonic()``), kept by a timer on that loop.
 
     The timer re-arms itself every :attr:`INTERVAL` seconds; a blocked loop runs no timer, so
-    :attr:`at` stops moving. A closed loop drops the timer without a trace.
+    :attr:`at` stops moving. A closed loop drops the timer without a trace, and nothing here
+    keeps a closed loop alive.
     """
 
     INTERVAL = 0.5
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.at = time.monotonic()
-        self._handle = loop.call_later(self.INTERVAL, self._tick)
+        # The timer is the loop's alone: a heartbeat that held it would hold the loop too, and
+        # the broker keeps heartbeats by (weakly referenced) loop.
+        loop.call_later(self.INTERVAL, self._tick)
 
     def _tick(self) -> None:
         self.at = time.monotonic()
-        self._handle = asyncio.get_running_loop().call_later(self.INTERVAL, self._tick)
-
-    def stop(self) -> None:
-        self._handle.cancel()
+        asyncio.get_running_loop().call_later(self.INTERVAL, self._tick)
 
 
 @dataclass(slots=True)
