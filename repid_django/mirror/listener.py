@@ -37,6 +37,7 @@ from ..engine.results import stamp
 from ..engine.worker.events import EventKind, JobEvent, WorkerInfo
 from ..models import (
     FINAL_STATUSES,
+    STATUS_RANK,
     DeadLetterRecord,
     JobRecord,
     QueueRecord,
@@ -62,6 +63,22 @@ from .rows import (
 from .upsert import upsert
 
 logger = logging.getLogger("repid_django.mirror")
+
+_T = JobRecord._meta.db_table
+_RANK = f"CASE {{}} {' '.join(f"WHEN '{k}' THEN {v}" for k, v in STATUS_RANK.items())} END"
+FORWARD_ONLY = (
+    f"excluded.attempt > {_T}.attempt"
+    f" OR (excluded.attempt = {_T}.attempt"
+    f" AND {_RANK.format('excluded.status')} >= {_RANK.format(f'{_T}.status')})"
+    f" OR (excluded.status = 'running' AND excluded.started_at > {_T}.finished_at)"
+    f" OR (excluded.status = 'queued' AND {_T}.status = 'running'"
+    f" AND excluded.attempt = {_T}.attempt)"
+)
+"""The rule of ``rows.accepts`` again, in SQL, checked by the database when a row is written:
+another worker may have moved the row forward between this batch's ``SELECT`` and its upsert
+(a job's attempts run on several workers, whose batches cross); then the older state is not
+written over the newer one. (A recurring job's new run, and a rejected job going back to the
+queue, are the two ways back, as in ``accepts``.)"""
 
 
 def ensure_mirror_tables(using: str = "default") -> None:
@@ -214,6 +231,7 @@ class OrmMirror:
             update=JOB_FIELDS,
             using=self.using,
             batch_size=self.batch_size,
+            only_if=FORWARD_ONLY,
         )
         if dead:
             self.write_dead_letters(dead.values())

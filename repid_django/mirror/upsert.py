@@ -25,9 +25,15 @@ def upsert(
     update: Sequence[str],
     using: str = "default",
     batch_size: int = 1000,
+    only_if: str = "",
 ) -> None:
     """Insert ``rows`` (field name to value, every row with the same keys) or, where a row
-    with the same ``unique`` fields exists, update its ``update`` fields."""
+    with the same ``unique`` fields exists, update its ``update`` fields.
+
+    ``only_if``: on SQLite and PostgreSQL, an SQL condition the existing row must meet to be
+    updated (``ON CONFLICT ... DO UPDATE ... WHERE``; ``excluded.<column>`` is the new value,
+    ``<table>.<column>`` the row's), checked by the database at the moment of the write. Other
+    databases ignore it."""
     if not rows:
         return
     connection = connections[using]
@@ -54,6 +60,8 @@ def upsert(
     marks = ", ".join(["%s"] * len(fields))
     # Identifiers are quoted by the backend and values are parameters: no injection.
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks}) {suffix}"  # noqa: S608
+    if only_if:
+        sql += f" WHERE {only_if}"
     prepare = [field.get_db_prep_save for field in fields]
     params = [
         [prep(row[name], connection) for prep, name in zip(prepare, names, strict=True)]
