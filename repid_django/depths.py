@@ -136,31 +136,6 @@ def read_stats(
     return connection.call(lambda: work(connection.message_broker), timeout=timeout)
 
 
-def read_limits(
-    names: Iterable[str], timeout: float = STATS_TIMEOUT
-) -> dict[str, dict[str | None, Limits]]:
-    """The limits in force on each queue of ``names`` (see ``MessageBroker.get_limits``),
-    read live; raises when the broker does not answer within ``timeout`` seconds."""
-    wanted = list(names)
-
-    async def work(broker: MessageBroker) -> dict[str, dict[str | None, Limits]]:
-        return {name: await broker.get_limits(name) for name in wanted}
-
-    connection = get_connection()
-    return connection.call(lambda: work(connection.message_broker), timeout=timeout)
-
-
-def live_limits(
-    names: Iterable[str], timeout: float = STATS_TIMEOUT
-) -> dict[str, dict[str | None, Limits]] | None:
-    """Like :func:`read_limits`, but ``None`` when the broker cannot be read."""
-    try:
-        return read_limits(names, timeout)
-    except Exception as exc:  # unknown, never a crash
-        logger.warning("queue limits unavailable: %s", _reason(exc))
-        return None
-
-
 def live_stats(
     names: Iterable[str] | None = None, timeout: float = STATS_TIMEOUT
 ) -> dict[str, QueueStats] | None:
@@ -179,11 +154,10 @@ def read_depths(timeout: float = STATS_TIMEOUT) -> tuple[list[QueueDepth], str |
     problem: str | None = None
     try:
         live = read_stats(None, timeout, also=records)
-        limits = read_limits(live, timeout)
     except Exception as exc:  # any failure means "show the mirrored depths", never a crash
         problem = _reason(exc)
         logger.warning("live queue depths unavailable: %s", problem)
-        live, limits = {}, {}
+        live = {}
     depths: list[QueueDepth] = []
     for name in sorted(set(records) | set(live)):
         stats = live.get(name)
@@ -197,7 +171,7 @@ def read_depths(timeout: float = STATS_TIMEOUT) -> tuple[list[QueueDepth], str |
                     stats.dead,
                     True,
                     paused=stats.paused,
-                    limits=limits.get(name),
+                    limits=dict(stats.limits),
                 )
             )
         else:

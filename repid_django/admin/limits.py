@@ -1,6 +1,6 @@
 """Queue and actor limits in the console: how they are shown, and the form that sets a queue's.
 
-The limits in force are read live from the broker (``depths.read_limits``), like the paused
+The limits in force are read live from the broker (``QueueStats.limits``), like the paused
 state; ``None`` (shown *unknown*) when it does not answer. A user with
 ``repid_django.manage_jobs`` may set a queue's own concurrency and rate limit on its page
 (POST with CSRF; validated with :class:`~repid_django.engine.limits.Limits`; written in one

@@ -18,7 +18,7 @@ from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from ..depths import live_limits, live_stats
+from ..depths import live_stats
 from ..models import QueueRecord
 from . import actions
 from . import display as show
@@ -58,17 +58,7 @@ class QueueRecordAdmin(ConsoleAdmin):
         actions.requeue_all_dead,
         actions.purge_all_dead,
     )
-    fields = (
-        "name",
-        "state",
-        "ready_n",
-        "delayed_n",
-        "running_n",
-        "dead_n",
-        "limits",
-        "source",
-        "links",
-    )
+    fields = list_display
     readonly_fields = fields
 
     def get_urls(self) -> list[URLPattern]:
@@ -104,12 +94,11 @@ class QueueRecordAdmin(ConsoleAdmin):
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         changelist = super().get_changelist_instance(request)
         rows = list(changelist.result_list)
-        live = live_stats([row.name for row in rows])
-        limits = None if live is None else live_limits([row.name for row in rows])
+        live = live_stats([row.name for row in rows])  # depths, paused and limits: one read
         manage = can_manage(request)
         for row in rows:
             row.repid_live = None if live is None else live.get(row.name)
-            row.repid_limits = None if limits is None else limits.get(row.name)
+            row.repid_limits = None if row.repid_live is None else dict(row.repid_live.limits)
             row.repid_switch_back = request.get_full_path() if manage else None
         return changelist
 
@@ -122,8 +111,7 @@ class QueueRecordAdmin(ConsoleAdmin):
             read: dict[str, Any] = request.__dict__.setdefault("_repid_queue_live", {})
             if obj.name not in read:
                 live = (live_stats([obj.name]) or {}).get(obj.name)
-                limits = None if live is None else live_limits([obj.name])
-                read[obj.name] = (live, None if limits is None else limits.get(obj.name))
+                read[obj.name] = (live, None if live is None else dict(live.limits))
             obj.repid_live, obj.repid_limits = read[obj.name]
         return obj
 

@@ -107,6 +107,8 @@ class QueueStats:
     running: int = 0
     dead: int = 0
     paused: bool = False
+    limits: Mapping[str | None, Limits] = field(default_factory=dict)
+    """The limits in force (``{None: the queue's, actor: its own}``), read with the rest."""
 
 
 @dataclass(slots=True)

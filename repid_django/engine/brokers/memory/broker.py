@@ -113,6 +113,7 @@ class InMemoryMessageBroker(
             running=len(state.running),
             dead=len(state.dead),
             paused=state.paused,
+            limits=self._limits_of(name),
         )
 
     # messages --------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ class InMemoryLimitsMixin:
             ctl.update(ctl_fields(chosen, who))
 
     async def get_limits(self, queue: str) -> dict[str | None, Limits]:
+        return self._limits_of(queue)
+
+    def _limits_of(self, queue: str) -> dict[str | None, Limits]:
         return from_fields(dict(self.__dict__.get("_ctl", {}).get(queue, {})))
 
     def _limited(self, queue: str) -> bool:

@@ -73,6 +73,7 @@ import redis
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
+from ...limits import from_fields
 from ...message import DEFAULT_MAX_MESSAGE_SIZE
 from ..base import BrokerCounters, MessageBroker, QueueStats, ResultBroker
 from . import scripts as redis_scripts
@@ -328,11 +329,11 @@ class RedisMessageBroker(
         async with self.client.pipeline(transaction=False) as pipe:
             for part in QUEUE_PARTS:
                 pipe.zcard(base + part)
-            pipe.hexists(base + "ctl", "paused")
-            ready, delayed, running, dead, paused = await pipe.execute()
-        return QueueStats(
-            name, ready=ready, delayed=delayed, running=running, dead=dead, paused=bool(paused)
-        )
+            pipe.hgetall(base + "ctl")  # paused and limits: one read
+            ready, delayed, running, dead, ctl = await pipe.execute()
+        fields = {text(k): text(v) for k, v in ctl.items()}
+        paused = fields.pop("paused", None) is not None
+        return QueueStats(name, ready, delayed, running, dead, paused, from_fields(fields))
 
     def counters(self) -> BrokerCounters:
         return self._counters
