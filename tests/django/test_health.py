@@ -9,14 +9,12 @@ and once it stopped.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -27,14 +25,13 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from repid_django import Job, Queue, Router
-from repid_django.connection import build_connection
-from repid_django.engine.connection import Repid
 from repid_django.engine.worker.worker import Worker
 from repid_django.models import WorkerRecord
-from repid_django.worker.build import build_worker
 from tests.redis_server import free_port
 
+from . import workers
 from .test_runworker import worker_env
+from .workers import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -150,42 +147,14 @@ async def block_loop() -> None:
     RELEASE.wait(30)
 
 
-@contextmanager
-def running_worker() -> Iterator[Worker]:
-    connection = build_connection()
-    built = build_worker(
-        connection=connection,
+def running_worker() -> AbstractContextManager[Worker]:
+    return workers.running_worker(
+        lambda worker: True,
+        RELEASE.set,
         router=router,
         queues=["default"],
-        handle_signals=(),
         heartbeat_interval=0.5,
     )
-
-    async def main() -> None:
-        async with Repid(connection).magic(auto_disconnect=True):
-            await built.run()
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    try:
-        yield built
-    finally:
-        RELEASE.set()
-        loop.call_soon_threadsafe(built.stop)
-        thread.join(30)
-        assert not thread.is_alive(), "the worker did not stop"
-        loop.close()
-
-
-def wait_for[T](probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def heartbeat_age(worker_id: str) -> float:

@@ -9,24 +9,19 @@ taken before with one taken after (its actors' names are its own).
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
 from django.test import Client
 
 from repid_django import Job, Queue, ops
-from repid_django.connection import build_connection
-from repid_django.engine.connection import Repid
 from repid_django.engine.worker.worker import Worker
-from repid_django.worker.build import build_worker
 
-from . import metrics_actors
+from . import metrics_actors, workers
 from .scrape import Samples, delta, parse, value
+from .workers import wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -35,42 +30,10 @@ pytestmark = [
 ]
 
 
-def wait_for[T](probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@contextmanager
-def running_worker() -> Iterator[Worker]:
-    connection = build_connection()
-    built = build_worker(
-        connection=connection,
-        router=metrics_actors.router,
-        queues=["default"],
-        handle_signals=(),
-        heartbeat_interval=0.5,
+def running_worker() -> AbstractContextManager[Worker]:
+    return workers.running_worker(
+        router=metrics_actors.router, queues=["default"], heartbeat_interval=0.5
     )
-
-    async def main() -> None:
-        async with Repid(connection).magic(auto_disconnect=True):
-            await built.run()
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: built.runner, 10, "the worker to start")
-        yield built
-    finally:
-        loop.call_soon_threadsafe(built.stop)
-        thread.join(30)
-        assert not thread.is_alive(), "the worker did not stop"
-        loop.close()
 
 
 @pytest.fixture

@@ -10,12 +10,9 @@ event loop in this process) and a real redis-server.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +21,13 @@ from django.test import Client
 from django.urls import reverse
 
 from repid_django import Job, Queue, enqueue_many, ops
-from repid_django.connection import build_connection
-from repid_django.engine.connection import Repid
 from repid_django.engine.worker.worker import Worker
 from repid_django.models import DeadLetterRecord, JobRecord, JobStatus
 from repid_django.monitor.snapshot import build_snapshot
-from repid_django.worker.build import build_worker
 
-from . import cancel_actors
+from . import cancel_actors, workers
 from .test_admin import PREFIX, login, op_url
+from .workers import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -41,44 +36,11 @@ STOP_BOUND = 2.0
 (so about 1.5 s at worst), plus slack for a busy machine."""
 
 
-def wait_for[T](probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@contextmanager
-def running_worker(**options: Any) -> Iterator[Worker]:
+def running_worker(**options: Any) -> AbstractContextManager[Worker]:
     """The Django worker for :mod:`.cancel_actors`, on a loop in a thread."""
-    connection = build_connection()
-    built = build_worker(
-        connection=connection,
-        router=cancel_actors.router,
-        queues=["default"],
-        handle_signals=(),
-        heartbeat_interval=1.0,
-        **options,
+    return workers.running_worker(
+        router=cancel_actors.router, queues=["default"], heartbeat_interval=1.0, **options
     )
-
-    async def main() -> None:
-        async with Repid(connection).magic(auto_disconnect=True):
-            await built.run()
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: built.runner, 10, "the worker to start")
-        yield built
-    finally:
-        loop.call_soon_threadsafe(built.stop)
-        thread.join(30)
-        assert not thread.is_alive(), "the worker did not stop"
-        loop.close()
 
 
 # -------------------------------------------------------------------------------- pause

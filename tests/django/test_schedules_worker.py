@@ -4,13 +4,11 @@ new args, then disabled (its ticks are marked handled, no job runs)."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -19,54 +17,25 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from repid_django.connection import build_connection
-from repid_django.engine.connection import Repid
 from repid_django.engine.worker.worker import Worker
 from repid_django.models import Schedule
-from repid_django.worker.build import build_worker
 from repid_django.worker.schedules import database_source
 from tests.django.testapp.models import Note
+
+from . import workers
+from .workers import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
 
 
-def wait_for[T](probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@contextmanager
-def running_worker() -> Iterator[Worker]:
+def running_worker() -> AbstractContextManager[Worker]:
     """``runworker``'s worker (the table as its schedule source), on a loop in a thread."""
-    connection = build_connection()
-    built = build_worker(
-        connection=connection,
-        handle_signals=(),
+    return workers.running_worker(
+        lambda worker: worker.runner and worker.runner.scheduler,
         mirror=False,
         heartbeat_interval=1.0,
         schedules=database_source(),
     )
-
-    async def main() -> None:
-        async with Repid(connection).magic(auto_disconnect=True):
-            await built.run()
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: built.runner and built.runner.scheduler, 10, "the worker to start")
-        yield built
-    finally:
-        loop.call_soon_threadsafe(built.stop)
-        thread.join(30)
-        assert not thread.is_alive(), "the worker did not stop"
-        loop.close()
 
 
 @pytest.fixture
