@@ -15,8 +15,9 @@ import redis
 from django.contrib.auth.models import Permission
 
 from repid_django.models import Schedule
-from tests.django.test_schedules_worker import running_worker, runs, wait_for
+from tests.django.test_schedules_worker import running_worker, runs
 from tests.django.testapp.models import Note
+from tests.django.workers import wait_for
 
 from .test_browser_admin import chromium, off_loop, repid_on_test_redis  # noqa: F401
 
