@@ -78,16 +78,16 @@ from ...message import DEFAULT_MAX_MESSAGE_SIZE
 from ..base import BrokerCounters, MessageBroker, QueueStats, ResultBroker
 from . import scripts as redis_scripts
 from .admin import RedisAdminMixin
-from .clients import Clients
+from .clients import AnyAsyncWire, Clients
+from .cluster import slot_of
 from .codec import text
 from .consume import RedisConsumerMixin
 from .keys import QUEUE_PARTS, queue_base, registry_key
 from .lease import Heartbeat, LeaseKeeper
 from .produce import RedisProducerMixin
 from .schedules import RedisScheduleMixin
-from .scripts import retrying
+from .scripts import Script, retrying
 from .url import RedisOptions, redact_url
-from .wire import AsyncWire
 
 __all__ = ["RedisMessageBroker", "redact_url"]
 
@@ -176,8 +176,9 @@ class RedisMessageBroker(
         self._waiters: set[asyncio.Future[None]] = set()
         self._idle_waiters: set[asyncio.Future[None]] = set()
         self._alone_pending = False
-        self._unsure_claim: tuple[str, list[str]] | None = None
-        self._claim_memo: str | None = None
+        self._unsure_claim: dict[tuple[str, ...], str] = {}
+        self._claim_memo: dict[tuple[str, ...], str] = {}
+        self._turn = 0
         self._unsure_finish: set[str] = set()
         self._conc_queues: set[str] = set()
         self._beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeat] = (
@@ -235,9 +236,31 @@ class RedisMessageBroker(
         """The thread-safe sync client (for sync callers: no event loop involved)."""
         return self._open_clients().sync()
 
-    def _blocking_client(self) -> AsyncWire:
+    def _blocking_client(self, key: str) -> AnyAsyncWire:
         assert self._clients is not None
-        return self._clients.blocking()
+        return self._clients.blocking(key)
+
+    @property
+    def is_cluster(self) -> bool:
+        """True when the broker URL names a Redis Cluster (``redis+cluster://``)."""
+        return self._options is not None and self._options.topology.is_cluster
+
+    def _slot_groups(self, queues: list[str]) -> list[list[str]]:
+        """``queues`` by the Cluster slot of their keys (in order of first appearance); one
+        group of them all on a standalone Redis or Sentinel."""
+        if not self.is_cluster or len(queues) < 2:
+            return [queues]
+        groups: dict[int, list[str]] = {}
+        for queue in queues:
+            groups.setdefault(slot_of(self._base(queue)), []).append(queue)
+        return list(groups.values())
+
+    def _declare(self, script: Script, bases: list[str]) -> list[str]:
+        """The KEYS of a call of ``script`` over queue ``bases``: on a Cluster, every fixed key
+        it may touch is declared after the bases (see :mod:`.cluster`)."""
+        if not self.is_cluster:
+            return bases
+        return [*bases, *(base + part for base in bases for part in script.parts)]
 
     @property
     def keeper(self) -> LeaseKeeper:
@@ -255,6 +278,8 @@ class RedisMessageBroker(
                 dead_max=self.dead_letter_max,
                 target=self.target,
                 hang_grace=self.hang_grace,
+                groups=self._slot_groups,
+                declare=self._declare,
             )
             keeper.start()
         return keeper
@@ -289,8 +314,8 @@ class RedisMessageBroker(
         self._waiters = set()
         self._idle_waiters = set()
         self._alone_pending = False
-        self._unsure_claim = None
-        self._claim_memo = None
+        self._unsure_claim = {}
+        self._claim_memo = {}
         self._beats = weakref.WeakKeyDictionary()
 
     @property
@@ -303,9 +328,11 @@ class RedisMessageBroker(
         return await retrying(what, call, self.target, self.max_backoff, give_up)
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """Run a script over the running loop's lean connection (claim, finish, admin)."""
+        """Run a script over queue bases ``keys`` on the running loop's lean connection (claim,
+        finish, admin)."""
         wire = self._open_clients().here().wire
-        return await wire.run(redis_scripts.script(name), keys, args)
+        script = redis_scripts.script(name)
+        return await wire.run(script, self._declare(script, keys), args)
 
     def _base(self, queue: str) -> str:
         return queue_base(self.prefix, queue)

@@ -17,13 +17,24 @@ import contextlib
 import os
 import weakref
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.cluster import ClusterNode, RedisCluster
+from redis.sentinel import Sentinel
 
+from .cluster import ClusterAsyncWire, ClusterSyncWire, slot_of
+from .endpoint import Endpoint
+from .topology import Kind, Topology
 from .url import RedisOptions
-from .wire import AsyncWire, Endpoint, SyncWire
+from .wire import AsyncWire, SyncWire
+
+AnyAsyncWire = AsyncWire | ClusterAsyncWire
+AnySyncWire = SyncWire | ClusterSyncWire
 
 _all: weakref.WeakSet[Clients] = weakref.WeakSet()
 
@@ -33,15 +44,15 @@ class LoopClients:
     """The clients of one event loop: commands, and (claimers only) the blocking BLPOP one."""
 
     client: aredis.Redis
-    wire: AsyncWire
-    blocking: AsyncWire | None = None
+    wire: AnyAsyncWire
+    blocking: dict[int, AnyAsyncWire] = field(default_factory=dict)
+    """By slot on a Cluster (a BLPOP names keys of one slot), else one, under 0."""
     closer: AsyncGenerator[None] | None = None
 
     async def aclose(self) -> None:
-        for wire in (self.wire, self.blocking):
-            if wire is not None:
-                with contextlib.suppress(Exception):
-                    await wire.aclose()
+        for wire in (self.wire, *self.blocking.values()):
+            with contextlib.suppress(Exception):
+                await wire.aclose()
         with contextlib.suppress(Exception):
             await self.client.aclose()
 
@@ -61,8 +72,9 @@ class Clients:
         )
         self._last: tuple[asyncio.AbstractEventLoop, LoopClients] | None = None
         self._sync: redis.Redis | None = None
+        self.topology = options.topology
         self.endpoint = Endpoint.of(options)
-        self._sync_wire: SyncWire | None = None
+        self._sync_wire: AnySyncWire | None = None
         _all.add(self)
 
     # async ---------------------------------------------------------------------------------
@@ -74,28 +86,29 @@ class Clients:
             return last[1]
         found = self._loops.get(loop)
         if found is None:
-            wire = AsyncWire(self.endpoint, self._op_timeout)
-            found = LoopClients(self._new_async(self._op_timeout), wire)
+            wire = self._async_wire(self._op_timeout)
+            found = LoopClients(async_client(self.options, self._op_timeout), wire)
             self._loops[loop] = found
             found.closer = _closer(self, loop, found)
             _start(found.closer)
         self._last = (loop, found)
         return found
 
-    def blocking(self) -> AsyncWire:
-        """The running loop's connection for blocking reads (BLPOP), with a read timeout that a
-        blocking call cannot reach, so a dead connection is noticed, and TCP keepalive."""
+    def blocking(self, key: str) -> AnyAsyncWire:
+        """The running loop's connection for blocking reads (BLPOP) of ``key``'s slot, with a
+        read timeout that a blocking call cannot reach, so a dead connection is noticed, and
+        TCP keepalive."""
         here = self.here()
-        if here.blocking is None:
-            here.blocking = AsyncWire(self.endpoint, self._block_timeout)
-        return here.blocking
+        slot = slot_of(key) if self.topology.is_cluster else 0
+        found = here.blocking.get(slot)
+        if found is None:
+            found = here.blocking[slot] = self._async_wire(self._block_timeout)
+        return found
 
-    def _new_async(self, timeout: float) -> aredis.Redis:
-        kwargs = self.options.client_kwargs()
-        kwargs["socket_timeout"] = timeout
-        if not self.options.url.startswith("unix:"):
-            kwargs["socket_keepalive"] = True  # a half-open TCP connection is noticed
-        return aredis.Redis.from_url(self.options.url, **kwargs)
+    def _async_wire(self, timeout: float) -> AnyAsyncWire:
+        if self.topology.is_cluster:
+            return ClusterAsyncWire(self.endpoint, list(self.topology.nodes), timeout)
+        return AsyncWire(self.endpoint, timeout)
 
     def forget(self, loop: asyncio.AbstractEventLoop, clients: LoopClients) -> None:
         if self._loops.get(loop) is clients:
@@ -118,21 +131,24 @@ class Clients:
         """The thread-safe synchronous client (its pool hands each thread a connection)."""
         client = self._sync
         if client is None:
-            kwargs = self.options.client_kwargs()
-            kwargs["socket_timeout"] = self._sync_timeout
-            client = self._sync = redis.Redis.from_url(self.options.url, **kwargs)
+            client = self._sync = sync_client(self.options, self._sync_timeout)
         return client
 
-    def sync_wire(self) -> SyncWire:
-        """Lean sync calls (the enqueue hot path): a socket per thread, no pool."""
+    def sync_wire(self) -> AnySyncWire:
+        """Lean sync calls (the enqueue hot path): a socket per thread (and node), no pool."""
         wire = self._sync_wire
         if wire is None:
-            wire = self._sync_wire = SyncWire(self.endpoint, self._sync_timeout)
+            if self.topology.is_cluster:
+                seeds = list(self.topology.nodes)
+                wire = ClusterSyncWire(self.endpoint, seeds, self._sync_timeout)
+            else:
+                wire = SyncWire(self.endpoint, self._sync_timeout)
+            self._sync_wire = wire
         return wire
 
     def new_sync(self) -> redis.Redis:
         """A separate synchronous client (the lease keeper thread's)."""
-        return redis.Redis.from_url(self.options.url, **self.options.client_kwargs())
+        return sync_client(self.options, self.options.socket_timeout)
 
     def close_sync(self) -> None:
         client, self._sync = self._sync, None
@@ -148,6 +164,74 @@ class Clients:
         self._last = None
         self._sync = None
         self._sync_wire = None
+
+
+def _node_kwargs(
+    options: RedisOptions, topology: Topology, timeout: float | None
+) -> dict[str, Any]:
+    kwargs = options.client_kwargs()
+    kwargs["socket_timeout"] = timeout
+    if topology.tls:
+        kwargs["ssl"] = True  # the ssl_* options come from client_kwargs
+    kwargs["username"] = topology.username
+    kwargs["password"] = topology.password
+    return kwargs
+
+
+def _sentinel_kwargs(options: RedisOptions, topology: Topology) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "socket_timeout": options.socket_connect_timeout,
+        "socket_connect_timeout": options.socket_connect_timeout,
+    }
+    if topology.sentinel_password is not None:
+        kwargs["password"] = topology.sentinel_password
+    if topology.sentinel_username is not None:
+        kwargs["username"] = topology.sentinel_username
+    if topology.tls:
+        kwargs["ssl"] = True
+    return kwargs
+
+
+def sync_client(options: RedisOptions, timeout: float | None) -> redis.Redis:
+    """A thread-safe redis-py client for ``options`` (``RedisCluster`` for a Cluster, the
+    Sentinels' current primary for Sentinel); ``timeout``: its socket read timeout."""
+    topology = options.topology
+    if topology.kind is Kind.STANDALONE:
+        kwargs = options.client_kwargs()
+        kwargs["socket_timeout"] = timeout
+        return redis.Redis.from_url(options.url, **kwargs)
+    kwargs = _node_kwargs(options, topology, timeout)
+    if topology.is_cluster:
+        nodes = [ClusterNode(host, port) for host, port in topology.nodes]  # type: ignore[no-untyped-call]
+        # A RedisCluster takes the same commands (routed by slot), but is no Redis subclass.
+        return cast(redis.Redis, RedisCluster(startup_nodes=nodes, **kwargs))
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(options, topology), **kwargs
+    )
+    primary = sentinel.master_for(topology.service, db=topology.db)  # type: ignore[no-untyped-call]
+    return cast(redis.Redis, primary)
+
+
+def async_client(options: RedisOptions, timeout: float | None) -> aredis.Redis:
+    """:func:`sync_client` for asyncio (bound to the loop it first runs on), with TCP
+    keepalive (a half-open connection is noticed)."""
+    topology = options.topology
+    keepalive = not options.url.startswith("unix:")
+    if topology.kind is Kind.STANDALONE:
+        kwargs = options.client_kwargs()
+        kwargs["socket_timeout"] = timeout
+        if keepalive:
+            kwargs["socket_keepalive"] = True
+        return aredis.Redis.from_url(options.url, **kwargs)
+    kwargs = _node_kwargs(options, topology, timeout)
+    kwargs["socket_keepalive"] = True
+    if topology.is_cluster:
+        nodes = [AsyncClusterNode(host, port) for host, port in topology.nodes]
+        return cast(aredis.Redis, aredis.RedisCluster(startup_nodes=nodes, **kwargs))
+    sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
+        list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(options, topology), **kwargs
+    )
+    return cast(aredis.Redis, sentinel.master_for(topology.service, db=topology.db))
 
 
 def _start(closer: AsyncGenerator[None]) -> None:

@@ -49,8 +49,9 @@ class RedisConsumerMixin:
     _waiters: set[asyncio.Future[None]]
     _idle_waiters: set[asyncio.Future[None]]
     _alone_pending: bool
-    _unsure_claim: tuple[str, list[str]] | None
-    _claim_memo: str | None
+    _unsure_claim: dict[tuple[str, ...], str]
+    _claim_memo: dict[tuple[str, ...], str]
+    _turn: int
     _unsure_finish: set[str]
     _conc_queues: set[str]
     _beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeat]
@@ -64,7 +65,10 @@ class RedisConsumerMixin:
     def _base(self, queue: str) -> str:
         raise NotImplementedError
 
-    def _blocking_client(self) -> Any:
+    def _blocking_client(self, key: str) -> Any:
+        raise NotImplementedError
+
+    def _slot_groups(self, queues: list[str]) -> list[list[str]]:
         raise NotImplementedError
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
@@ -82,7 +86,9 @@ class RedisConsumerMixin:
         keeper = self.keeper
         keeper.watch(queue_list)
         beat = self._heartbeat()
-        bases = [self._base(q) for q in queue_list]
+        # One script call per slot group: on a Cluster, the queues whose keys share a slot (a
+        # script runs on one node); elsewhere all the queues (strict priority across them).
+        groups = self._slot_groups(queue_list)
         deadline = time.monotonic() + max(wait, 0.0)
         interrupts = self._interrupts
         if self._alone_pending:
@@ -92,35 +98,26 @@ class RedisConsumerMixin:
                 return []
             self._alone_pending = False
         while True:
-            now = time.time()
-            # A claim whose reply was lost (the call failed after it was sent) is asked for
-            # again under its own token: the script answers with what that send leased,
-            # instead of leasing more and leaving the first batch to expire (see claim.lua).
-            unsure = self._unsure_claim
-            self._unsure_claim = None
-            token = unsure[0] if unsure is not None and unsure[1] == bases else secrets.token_hex(8)
-            alone_ok = keeper.held == 0
-            args: list[Any] = [now, limit, int(self.lease_ttl * 1000), token, self.max_lost]
-            args += [self._dead_ttl_ms, self.dead_letter_max, int(alone_ok)]
-            args += [int(unsure is not None and token == unsure[0]), self._claim_memo or ""]
-            reply = await self._retry(
-                "claim", self._resent(args, 8, token, bases), max(wait, self.max_backoff)
-            )
-            self._unsure_claim = None
-            good, bad = decode_claimed(reply, queue_list, token, self.max_message_size, now)
-            self._claim_memo = token if len(reply) > 4 else None
-            if reply[3] or self._conc_queues:
-                self._note_limits(queue_list, text(reply[3]))
-            passed_over = int(reply[1]) == 1
-            if passed_over or any(self._last_chance(d) for d in good):
-                self._alone_pending = True
-            if good:
-                keeper.hold(good, beat)
-            if bad:
-                await self._bury(bad)
-            if good:
-                return good
-            if bad and interrupts == self._interrupts:
+            got: list[Delivery] = []
+            buried = passed_over = False
+            next_run = -1.0
+            self._turn = turn = (self._turn + 1) % len(groups)
+            for group in groups[turn:] + groups[:turn]:
+                reply, good, bad = await self._claim_group(group, limit - len(got), wait, beat)
+                got += good
+                buried = buried or bool(bad)
+                run_at = float(reply[0])
+                if run_at >= 0 and (next_run < 0 or run_at < next_run):
+                    next_run = run_at
+                if int(reply[1]) == 1 or any(self._last_chance(d) for d in good):
+                    passed_over = passed_over or int(reply[1]) == 1
+                    self._alone_pending = True
+                    break  # a last-chance job runs alone: claim nothing more with it
+                if len(got) >= limit:
+                    break
+            if got:
+                return got
+            if buried and interrupts == self._interrupts:
                 continue  # only unreadable ones (now buried): what is behind them may be fine
             remaining = deadline - time.monotonic()
             if remaining <= 0 or interrupts != self._interrupts:
@@ -131,11 +128,45 @@ class RedisConsumerMixin:
                 self._alone_pending = False
                 continue
             block = min(remaining, self.reaper_interval)
-            next_run = float(reply[0])
             if next_run >= 0:
                 block = min(block, max(next_run - time.time(), 0.0))
             if block > 0.001:
-                await self._wait_for_wake(queue_list, block)
+                await self._wait_for_wake(groups, block)
+
+    async def _claim_group(
+        self, queue_list: list[str], limit: int, wait: float, beat: Heartbeat
+    ) -> tuple[Any, list[Delivery], list[Outcome]]:
+        """One claim script over ``queue_list`` (one slot group): its reply, the deliveries
+        leased (now held) and the unreadable ones (now buried)."""
+        keeper = self.keeper
+        bases = [self._base(q) for q in queue_list]
+        group = tuple(bases)
+        now = time.time()
+        # A claim whose reply was lost (the call failed after it was sent) is asked for again
+        # under its own token: the script answers with what that send leased, instead of
+        # leasing more and leaving the first batch to expire (see claim.lua).
+        unsure = self._unsure_claim.pop(group, None)
+        token = unsure or secrets.token_hex(8)
+        alone_ok = keeper.held == 0
+        args: list[Any] = [now, limit, int(self.lease_ttl * 1000), token, self.max_lost]
+        args += [self._dead_ttl_ms, self.dead_letter_max, int(alone_ok)]
+        args += [int(unsure is not None), self._claim_memo.get(group, "")]
+        reply = await self._retry(
+            "claim", self._resent(args, 8, token, bases), max(wait, self.max_backoff)
+        )
+        self._unsure_claim.pop(group, None)
+        good, bad = decode_claimed(reply, queue_list, token, self.max_message_size, now)
+        if len(reply) > 4:
+            self._claim_memo[group] = token
+        else:
+            self._claim_memo.pop(group, None)
+        if reply[3] or self._conc_queues:
+            self._note_limits(queue_list, text(reply[3]))
+        if good:
+            keeper.hold(good, beat)
+        if bad:
+            await self._bury(bad)
+        return reply, good, bad
 
     def _note_limits(self, queues: list[str], indexes: str) -> None:
         """Remember which of ``queues`` have a concurrency limit (their finishes wake the
@@ -170,7 +201,7 @@ class RedisConsumerMixin:
                 return await self._script("claim", bases, args)
             except RETRYABLE:
                 args[flag] = 1
-                self._unsure_claim = (token, bases)
+                self._unsure_claim[tuple(bases)] = token
                 raise
 
         return send
@@ -207,30 +238,34 @@ class RedisConsumerMixin:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def _wait_for_wake(self, queues: list[str], seconds: float) -> None:
-        """Block on the queues' wake-up lists (own connection) until a push, timeout or stop."""
-        keys = [wake_key(self.prefix, q) for q in queues]
+    async def _wait_for_wake(self, groups: list[list[str]], seconds: float) -> None:
+        """Block on the queues' wake-up lists until a push, timeout or stop: one BLPOP (on a
+        connection of its own) per slot group, since a Cluster refuses one across slots."""
         loop = asyncio.get_running_loop()
         stop: asyncio.Future[None] = loop.create_future()
         self._waiters.add(stop)
-        blocking = self._blocking_client()
+        timeout = f"{max(seconds, 0.01):.3f}"
 
-        async def blpop() -> object:
-            return await blocking.call("BLPOP", *keys, f"{max(seconds, 0.01):.3f}")
+        async def blpop(keys: list[str]) -> Any:
+            blocking = self._blocking_client(keys[0])
+            return await blocking.call_keyed(keys[0], "BLPOP", *keys, timeout)
 
-        pop = loop.create_task(blpop())
+        pops = [loop.create_task(blpop([wake_key(self.prefix, q) for q in g])) for g in groups]
         try:
-            await asyncio.wait((pop, stop), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((*pops, stop), return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._waiters.discard(stop)
             stop.cancel()
-            if not pop.done():
-                pop.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *RETRYABLE):
+            for pop in pops:
+                if not pop.done():
+                    pop.cancel()
+            for pop in pops:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pop
-        if not pop.cancelled() and isinstance(pop.exception(), RETRYABLE):
+        failed = [p.exception() for p in pops if not p.cancelled() and p.exception() is not None]
+        if failed:
             log.warning(
-                "Redis at %s unreachable while waiting for jobs (%s)", self.target, pop.exception()
+                "Redis at %s unreachable while waiting for jobs (%s)", self.target, failed[0]
             )
             await asyncio.sleep(min(seconds, self.max_backoff))
 
@@ -247,7 +282,7 @@ class RedisConsumerMixin:
         # retried through a Redis outage must not let a completed job's lease expire.
         deliveries = [o.delivery for o in outcomes]
         self.keeper.finishing(deliveries)
-        applied = await self._finish(outcomes)
+        applied = await self._finish_grouped(outcomes)
         self.keeper.release(deliveries)
         if self._idle_waiters and self.keeper.held == 0:
             for waiter in self._idle_waiters:
@@ -261,6 +296,24 @@ class RedisConsumerMixin:
                     self._counters.retried += 1
                 elif outcome.kind is OutcomeKind.DEAD:
                     self._counters.dead += 1
+        return applied
+
+    async def _finish_grouped(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """:meth:`_finish` per slot group (on a Cluster, each group's script runs on its node;
+        the groups' calls go out together)."""
+        queues = list(dict.fromkeys(o.delivery.message.queue for o in outcomes))
+        groups = self._slot_groups(queues)
+        if len(groups) == 1:
+            return await self._finish(outcomes)
+        where = {q: i for i, group in enumerate(groups) for q in group}
+        parts: list[list[int]] = [[] for _ in groups]
+        for index, outcome in enumerate(outcomes):
+            parts[where[outcome.delivery.message.queue]].append(index)
+        done = await asyncio.gather(*(self._finish([outcomes[i] for i in p]) for p in parts))
+        applied = [False] * len(outcomes)
+        for part, flags in zip(parts, done, strict=True):
+            for index, flag in zip(part, flags, strict=True):
+                applied[index] = flag
         return applied
 
     async def _finish(self, outcomes: Sequence[Outcome]) -> list[bool]:

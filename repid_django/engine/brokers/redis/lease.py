@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from redis.exceptions import RedisError
@@ -38,6 +39,7 @@ from ..base import Delivery
 from . import scripts as redis_scripts
 from .codec import text
 from .keys import queue_base
+from .scripts import Script
 
 log = logging.getLogger("repid_django.redis")
 
@@ -92,8 +94,12 @@ class LeaseKeeper:
         dead_max: int,
         target: str,
         hang_grace: float = 30.0,
+        groups: Callable[[list[str]], list[list[str]]] = lambda queues: [queues],
+        declare: Callable[[Script, list[str]], list[str]] = lambda script, bases: bases,
     ) -> None:
         self._client = client
+        self._groups = groups  # one script call per group (a Cluster's slot)
+        self._declare = declare
         self._prefix = prefix
         self._lease_ms = int(lease_ttl * 1000)
         self._interval = min(lease_ttl / 3, reaper_interval)
@@ -203,16 +209,16 @@ class LeaseKeeper:
             held = [key for key, h in self._held.items() if not h.stopping and not h.finishing]
         if not held:
             return 0
-        bases: dict[str, int] = {}
-        args: list[str | int] = []
-        for queue, message_id in held:
-            args += [bases.setdefault(queue, len(bases) + 1), message_id]
-        keys = [queue_base(self._prefix, q) for q in bases]
-        queues = list(bases)
         asked = []
-        for item in redis_scripts.run_sync(self._client, "stops", keys, args):
-            index, _, message_id = text(item).partition(" ")
-            asked.append((queues[int(index) - 1], message_id))
+        for part in self._split(held, lambda key: key[0]):
+            bases: dict[str, int] = {}
+            args: list[str | int] = []
+            for queue, message_id in part:
+                args += [bases.setdefault(queue, len(bases) + 1), message_id]
+            queues = list(bases)
+            for item in self._run("stops", queues, args):
+                index, _, message_id = text(item).partition(" ")
+                asked.append((queues[int(index) - 1], message_id))
         with self._lock:
             for key in asked:
                 if key in self._held:
@@ -254,16 +260,17 @@ class LeaseKeeper:
         held = self._to_extend()
         if not held:
             return 0
-        bases: dict[str, int] = {}
-        args: list[str | int] = [self._lease_ms]
-        for (queue, message_id), token in held:
-            index = bases.setdefault(queue, len(bases) + 1)
-            args += [index, message_id, token]
-        keys = [queue_base(self._prefix, q) for q in bases]
-        reply = redis_scripts.run_sync(self._client, "extend", keys, args)
+        answered: list[tuple[tuple[Key, str], Any]] = []
+        for part in self._split(held, lambda item: item[0][0]):
+            bases: dict[str, int] = {}
+            args: list[str | int] = [self._lease_ms]
+            for (queue, message_id), token in part:
+                index = bases.setdefault(queue, len(bases) + 1)
+                args += [index, message_id, token]
+            answered += zip(part, self._run("extend", list(bases), args), strict=True)
         lost = 0
         with self._lock:
-            for (key, token), ok in zip(held, reply, strict=True):
+            for (key, token), ok in answered:
                 entry = self._held.get(key)
                 # Only forget it if it was not claimed again meanwhile under a new token.
                 if ok or entry is None or entry.token != token:
@@ -281,7 +288,22 @@ class LeaseKeeper:
             queues = sorted(self._queues)
         if not queues:
             return 0
-        keys = [queue_base(self._prefix, q) for q in queues]
-        return int(
-            redis_scripts.run_sync(self._client, "reap", keys, [time.time(), *self._reap_args])
-        )
+        args = [time.time(), *self._reap_args]
+        return sum(int(self._run("reap", group, args)) for group in self._groups(queues))
+
+    def _run(self, name: str, queues: list[str], args: list[Any]) -> Any:
+        """Script ``name`` over ``queues`` (of one slot group), on this thread's client."""
+        bases = [queue_base(self._prefix, q) for q in queues]
+        keys = self._declare(redis_scripts.script(name), bases)
+        return redis_scripts.run_sync(self._client, name, keys, args)
+
+    def _split[T](self, items: list[T], queue: Callable[[T], str]) -> list[list[T]]:
+        """``items`` (held deliveries) by the slot group of their ``queue``."""
+        groups = self._groups(list(dict.fromkeys(queue(item) for item in items)))
+        if len(groups) == 1:
+            return [items]
+        where = {q: i for i, group in enumerate(groups) for q in group}
+        parts: list[list[T]] = [[] for _ in groups]
+        for item in items:
+            parts[where[queue(item)]].append(item)
+        return parts

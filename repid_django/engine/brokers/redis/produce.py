@@ -17,9 +17,10 @@ from ...message import Message, encode_checked
 from ..base import BrokerCounters
 from . import scripts as redis_scripts
 from .clients import Clients
+from .cluster import ClusterAsyncWire, ClusterSyncWire
 from .codec import fmt_time
 from .keys import registry_key
-from .scripts import retrying, retrying_sync
+from .scripts import Script, retrying, retrying_sync
 
 Groups = dict[str, tuple[list[int], list[Any]]]
 CHUNK = 1000
@@ -49,6 +50,9 @@ class RedisProducerMixin:
     def _base(self, queue: str) -> str:
         raise NotImplementedError
 
+    def _declare(self, script: Script, bases: list[str]) -> list[str]:
+        raise NotImplementedError
+
     async def enqueue(self, messages: Sequence[Message]) -> list[bool]:
         if not messages:
             return []
@@ -61,8 +65,8 @@ class RedisProducerMixin:
         async def send() -> list[bytes]:
             if len(groups) == 1 and not new_queues:
                 ((queue, (_, args)),) = groups.items()
-                keys = [self._base(queue)]
                 script = redis_scripts.script("enqueue")
+                keys = self._declare(script, [self._base(queue)])
                 # Bounded by the enqueue deadline below, not by the wire's read timeout too.
                 parts = [
                     here.wire.run(script, keys, [args[0], *args[i : i + CHUNK * 3]], bounded=False)
@@ -79,8 +83,10 @@ class RedisProducerMixin:
                         raise reply  # retried as a whole: parts already written answer '0'
                     joined += reply
                 return [joined]
-            calls = self._calls(groups, new_queues)
-            return await redis_scripts.run_many(here.client, "enqueue", *calls)
+            calls, register = self._calls(groups, new_queues)
+            if isinstance(here.wire, ClusterAsyncWire):  # each call to its node, all at once
+                return await _each(here.wire, calls, register)
+            return await redis_scripts.run_many(here.client, "enqueue", calls, register)
 
         failures: list[BaseException] = []
         try:
@@ -102,11 +108,17 @@ class RedisProducerMixin:
         def send() -> list[bytes]:
             if len(groups) == 1 and not new_queues:
                 ((queue, (_, args)),) = groups.items()
-                keys = [self._base(queue)]
-                wire = clients.sync_wire()
-                return [wire.run(redis_scripts.script("enqueue"), keys, args, deadline)]
-            calls = self._calls(groups, new_queues)
-            return redis_scripts.run_many_sync(clients.sync(), "enqueue", *calls)
+                script = redis_scripts.script("enqueue")
+                keys = self._declare(script, [self._base(queue)])
+                return [clients.sync_wire().run(script, keys, args, deadline)]
+            calls, register = self._calls(groups, new_queues)
+            wire = clients.sync_wire()
+            if isinstance(wire, ClusterSyncWire):  # each call to its node
+                script = redis_scripts.script("enqueue")
+                if register[1]:
+                    wire.call_keyed(register[0], "SADD", register[0], *register[1])
+                return [wire.run(script, keys, args, deadline) for keys, args in calls]
+            return redis_scripts.run_many_sync(clients.sync(), "enqueue", calls, register)
 
         deadline = time.monotonic() + self.enqueue_timeout
         failures: list[BaseException] = []
@@ -145,7 +157,8 @@ class RedisProducerMixin:
     def _calls(
         self, groups: Groups, new_queues: list[str]
     ) -> tuple[list[tuple[list[str], list[Any]]], tuple[str, list[str]]]:
-        calls = [([self._base(queue)], args) for queue, (_, args) in groups.items()]
+        script = redis_scripts.script("enqueue")
+        calls = [(self._declare(script, [self._base(q)]), args) for q, (_, args) in groups.items()]
         return calls, (registry_key(self.prefix), new_queues)
 
     def _written(
@@ -168,3 +181,21 @@ class RedisProducerMixin:
             "REPID['ENQUEUE_TIMEOUT']); then retry. A message is written whole or not at all: "
             "if the request reached Redis before the deadline it may have been written."
         )
+
+
+async def _each(
+    wire: ClusterAsyncWire,
+    calls: list[tuple[list[str], list[Any]]],
+    register: tuple[str, list[str]],
+) -> list[Any]:
+    """The enqueue calls (and the registry's SADD) on a Cluster: each on its node's pipelined
+    connection, sent together."""
+    script = redis_scripts.script("enqueue")
+    sends = [wire.run(script, keys, args, bounded=False) for keys, args in calls]
+    if register[1]:
+        sends.append(wire.call_keyed(register[0], "SADD", register[0], *register[1]))
+    done = await asyncio.gather(*sends, return_exceptions=True)
+    for reply in done:
+        if isinstance(reply, BaseException):
+            raise reply  # retried as a whole: calls already written answer '0'
+    return done[: len(calls)]

@@ -63,6 +63,23 @@ class Script:
     name: str
     source: str
     sha: str
+    parts: tuple[str, ...] = ()
+    """The fixed keys of a queue the script may touch (``ready``, ``msgs``...), found in its
+    source: on a Redis Cluster they are declared in KEYS after the queue bases."""
+
+
+_PART = re.compile(r"\.\. '([a-z]+)'")
+_PART_LISTS = re.compile(r"ipairs\(\{([^}]*)\}\)")
+_EXTRA_PARTS = {"list": ("ready", "delayed")}
+"""Parts named by an argument (``base .. ARGV[1]``), which the source does not show."""
+
+
+def _parts(name: str, source: str) -> tuple[str, ...]:
+    found = set(_PART.findall(source))
+    for listed in _PART_LISTS.findall(source):
+        found.update(re.findall(r"'([a-z]+)'", listed))
+    found.update(_EXTRA_PARTS.get(name, ()))
+    return tuple(sorted(found))
 
 
 _DEFINES = re.compile(r"^local (function )?([A-Za-z_]\w*)", re.MULTILINE)
@@ -98,7 +115,8 @@ def script(name: str) -> Script:
                 pending.append(block)
     parts = [block for helper, (block, _) in blocks.items() if helper in needed]
     source = "\n\n".join([*parts, own])
-    return Script(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
+    sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+    return Script(name, source, sha, _parts(name, source))
 
 
 def run_sync(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:

@@ -2,7 +2,8 @@
 
 Accepted: ``redis://[user[:password]@]host[:port][/db]``, ``rediss://...`` (TLS; the server
 certificate is checked against the system CAs or ``ssl_ca_certs``, and its host name is
-verified, unless turned off explicitly) and ``unix://[user[:password]@]/path/to.sock[?db=N]``.
+verified, unless turned off explicitly), ``unix://[user[:password]@]/path/to.sock[?db=N]``, and
+the Cluster and Sentinel forms of :mod:`.topology`.
 
 Passwords never appear in logs, reprs or error messages: everything that shows a URL shows
 :func:`redact_url` of it.
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-SCHEMES = ("redis", "rediss", "unix")
-_SECRET_QUERY = {"password", "pass", "passwd", "secret", "token"}
+from .topology import Kind, Topology, parse_topology
+
+_SECRET_QUERY = {"password", "pass", "passwd", "secret", "token", "sentinel_password"}
 
 
 def redact_url(url: str) -> str:
@@ -59,16 +61,18 @@ class RedisOptions:
 
     @property
     def is_tls(self) -> bool:
-        return self.url.startswith("rediss://")
+        return self.url.startswith(("rediss://", "rediss+"))
+
+    @property
+    def topology(self) -> Topology:
+        """Standalone, Cluster or Sentinel, with the addresses the URL gives."""
+        return parse_topology(self.url, self.redacted)
 
     def validate(self) -> None:
         """Raise ``ValueError`` (with the redacted URL) for a URL redis-py cannot use."""
-        scheme, sep, rest = self.url.partition("://")
-        if not sep or scheme not in SCHEMES:
-            raise ValueError(
-                f"unsupported Redis URL {self.redacted!r}: use redis://host:port/db, "
-                "rediss://host:port/db (TLS) or unix:///path/to/redis.sock"
-            )
+        if self.topology.kind is not Kind.STANDALONE:
+            return  # parse_topology checked the hosts, the service and the database
+        scheme, _, rest = self.url.partition("://")
         if scheme == "unix" and not urlsplit(self.url).path:
             raise ValueError(f"Redis URL {self.redacted!r} has no socket path")
         if scheme != "unix" and not rest.split("/", 1)[0].rpartition("@")[2]:

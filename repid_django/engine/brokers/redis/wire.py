@@ -21,17 +21,16 @@ import collections
 import os
 import select
 import socket
-import ssl
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 
 import hiredis
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
     BusyLoadingError,
+    MovedError,
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
@@ -40,8 +39,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .endpoint import Endpoint
 from .scripts import Script, ServerBusyError
-from .url import RedisOptions
 
 _ERRORS: dict[str, type[ResponseError] | type[RedisConnectionError]] = {
     "NOSCRIPT": NoScriptError,
@@ -60,74 +59,28 @@ _ERRORS: dict[str, type[ResponseError] | type[RedisConnectionError]] = {
 def _raise_if_error(reply: Any) -> Any:
     if isinstance(reply, hiredis.ReplyError):
         message = str(reply)
-        code = message.split(" ", 1)[0]
+        code, _, rest = message.partition(" ")
+        if code in ("MOVED", "ASK"):  # a Cluster's redirection: "<slot> <host>:<port>"
+            raise (MovedError if code == "MOVED" else AskError)(rest)
         raise _ERRORS.get(code, ResponseError)(message)
     return reply
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where and how to connect, read once from a :class:`RedisOptions`."""
-
-    host: str
-    port: int
-    path: str | None
-    hello: tuple[tuple[bytes | str, ...], ...]
-    tls: ssl.SSLContext | None
-    connect_timeout: float
-    target: str
-
-    @classmethod
-    def of(cls, options: RedisOptions) -> Endpoint:
-        parts = urlsplit(options.url)
-        db = parts.path.strip("/") if parts.scheme != "unix" else ""
-        for key, value in (p.split("=", 1) for p in parts.query.split("&") if "=" in p):
-            if key == "db":
-                db = value
-        hello: list[tuple[bytes | str, ...]] = []
-        if parts.password is not None:
-            password = unquote(parts.password)
-            user = unquote(parts.username) if parts.username else None
-            hello.append(("AUTH", user, password) if user else ("AUTH", password))
-        if db and db != "0":
-            hello.append(("SELECT", db))
-        return cls(
-            host=parts.hostname or "localhost",
-            port=parts.port or 6379,
-            path=parts.path if parts.scheme == "unix" else None,
-            hello=tuple(hello),
-            tls=_tls_context(options) if options.is_tls else None,
-            connect_timeout=options.socket_connect_timeout,
-            target=options.redacted,
-        )
-
-
-def _tls_context(options: RedisOptions) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=options.ssl_ca_certs)
-    if options.ssl_certfile:
-        context.load_cert_chain(options.ssl_certfile, options.ssl_keyfile)
-    context.check_hostname = options.ssl_check_hostname
-    context.verify_mode = {
-        "none": ssl.CERT_NONE,
-        "optional": ssl.CERT_OPTIONAL,
-    }.get(options.ssl_cert_reqs, ssl.CERT_REQUIRED)
-    return context
-
-
 class _SyncConnection:
     def __init__(self, endpoint: Endpoint, timeout: float) -> None:
+        host, port = endpoint.host, endpoint.port
+        if endpoint.locator is not None:
+            host, port = endpoint.locator.locate_sync()
         try:
             if endpoint.path is not None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 sock.settimeout(endpoint.connect_timeout)
                 sock.connect(endpoint.path)
             else:
-                sock = socket.create_connection(
-                    (endpoint.host, endpoint.port), timeout=endpoint.connect_timeout
-                )
+                sock = socket.create_connection((host, port), timeout=endpoint.connect_timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if endpoint.tls is not None:
-                    sock = endpoint.tls.wrap_socket(sock, server_hostname=endpoint.host)
+                    sock = endpoint.tls.wrap_socket(sock, server_hostname=host)
         except TimeoutError:
             raise RedisTimeoutError(f"Timeout connecting to {endpoint.target}") from None
         except OSError as exc:
@@ -138,6 +91,8 @@ class _SyncConnection:
         try:
             for command in endpoint.hello:
                 self.call(command)
+            if endpoint.locator is not None:
+                endpoint.locator.check_role(self.call(("ROLE",)), host, port)
         except BaseException:
             sock.close()
             raise
@@ -191,6 +146,9 @@ class SyncWire:
         connection.sock.settimeout(read)
         try:
             return connection.call(args)
+        except ReadOnlyError:
+            self._drop(connection)  # a demoted primary: the next call finds the new one
+            raise
         except ResponseError:
             raise  # an error reply: the connection is still in step
         except RedisConnectionError:
@@ -202,6 +160,10 @@ class SyncWire:
         except OSError as exc:
             self._drop(connection)
             raise RedisConnectionError(f"Error talking to {self.endpoint.target}: {exc}") from None
+
+    def call_keyed(self, key: str, *args: Any, timeout: float | None = None) -> Any:
+        """:meth:`call` (``key`` routes a command on a Cluster: see :mod:`.cluster`)."""
+        return self.call(*args, timeout=timeout)
 
     def run(
         self, script: Script, keys: list[str], args: list[Any], deadline: float | None = None
@@ -227,6 +189,10 @@ class SyncWire:
         connection = getattr(self._local, "connection", None)
         if connection is not None:
             self._drop(connection)
+
+
+def _ignore(future: asyncio.Future[Any]) -> None:
+    """``ASKING``'s reply (``OK``): nothing to do with it."""
 
 
 class _Protocol(asyncio.Protocol):
@@ -278,12 +244,15 @@ class AsyncWire:
         self._protocol: _Protocol | None = None
         self._opening: asyncio.Lock | None = None
 
-    async def call(self, *args: Any, bounded: bool = True) -> Any:
+    async def call(self, *args: Any, bounded: bool = True, asking: bool = False) -> Any:
         """Send one command and await its reply; ``bounded=False`` drops the wire's own read
-        timeout for a caller that bounds the whole call itself (the enqueue deadline)."""
+        timeout for a caller that bounds the whole call itself (the enqueue deadline).
+        ``asking``: send ``ASKING`` right before it (a Cluster's slot being imported)."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._open()
+        if asking:  # written back to back with the command: nothing can come in between
+            protocol.send(("ASKING",)).add_done_callback(_ignore)
         future = protocol.send(args)
         try:
             if self.timeout is None or not bounded:
@@ -298,17 +267,32 @@ class AsyncWire:
             # A reply still on its way would be read by the next caller: start afresh.
             self._abort(protocol)
             raise
-        return _raise_if_error(reply)
+        try:
+            return _raise_if_error(reply)
+        except ReadOnlyError:
+            self._abort(protocol)  # a demoted primary: the next call finds the new one
+            raise
+
+    async def call_keyed(self, key: str, *args: Any, bounded: bool = True) -> Any:
+        """:meth:`call` (``key`` routes a command on a Cluster: see :mod:`.cluster`)."""
+        return await self.call(*args, bounded=bounded)
 
     async def run(
-        self, script: Script, keys: list[str], args: list[Any], *, bounded: bool = True
+        self,
+        script: Script,
+        keys: list[str],
+        args: list[Any],
+        *,
+        bounded: bool = True,
+        asking: bool = False,
     ) -> Any:
         """Run a broker script (EVALSHA; loaded first when the server answers NOSCRIPT)."""
+        evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args, bounded=bounded)
+            return await self.call(*evalsha, bounded=bounded, asking=asking)
         except NoScriptError:
             await self.call("SCRIPT", "LOAD", script.source, bounded=bounded)
-            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args, bounded=bounded)
+            return await self.call(*evalsha, bounded=bounded, asking=asking)
 
     async def _open(self) -> _Protocol:
         if self._opening is None:
@@ -320,17 +304,20 @@ class AsyncWire:
             loop = asyncio.get_running_loop()
             endpoint = self.endpoint
             protocol = _Protocol()
+            host, port = endpoint.host, endpoint.port
             try:
                 async with asyncio.timeout(endpoint.connect_timeout):
+                    if endpoint.locator is not None:
+                        host, port = await endpoint.locator.locate()
                     if endpoint.path is not None:
                         await loop.create_unix_connection(lambda: protocol, endpoint.path)
                     else:
                         await loop.create_connection(
                             lambda: protocol,
-                            endpoint.host,
-                            endpoint.port,
+                            host,
+                            port,
                             ssl=endpoint.tls,
-                            server_hostname=endpoint.host if endpoint.tls else None,
+                            server_hostname=host if endpoint.tls else None,
                         )
                         assert protocol.transport is not None
                         raw = protocol.transport.get_extra_info("socket")
@@ -338,6 +325,9 @@ class AsyncWire:
                             raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                     for command in endpoint.hello:  # AUTH, SELECT: within the same timeout
                         _raise_if_error(await protocol.send(command))
+                    if endpoint.locator is not None:
+                        role = _raise_if_error(await protocol.send(("ROLE",)))
+                        endpoint.locator.check_role(role, host, port)
             except TimeoutError:
                 self._abort(protocol)
                 raise RedisTimeoutError(f"Timeout connecting to {endpoint.target}") from None

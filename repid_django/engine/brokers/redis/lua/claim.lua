@@ -198,7 +198,7 @@ local max_lost, ttl_ms, max = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARG
 local alone_ok = ARGV[8] == '1'
 local tnow = server_ms()
 local deadline = string.format('%.0f', tnow + tonumber(ARGV[3])) -- formatted once, not per job
-local nq = #KEYS
+local nq = NQ
 local paused, ctls = {}, {} -- a paused queue offers nothing; it still reaps and promotes
 local limited = false
 for q = 1, nq do

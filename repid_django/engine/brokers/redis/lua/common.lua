@@ -10,6 +10,13 @@
 -- (100 - priority) * PRI_SPAN + sequence: strict priority first, then FIFO.
 local PRI_SPAN = 1099511627776
 
+-- How many queues a script serves: its leading KEYS that are queue bases (they end with ':').
+-- On a Redis Cluster, the keys the script touches follow them, declared for the Cluster only.
+local NQ = #KEYS
+while NQ > 0 and string.sub(KEYS[NQ], -1) ~= ':' do
+  NQ = NQ - 1
+end
+
 -- Small hashes and zsets are listpacks, whose every lookup, insert or removal scans them whole:
 -- a claim or a finish of 100 jobs then makes 100 scans of up to 100 entries. A key created with
 -- an entry longer than the listpack limit (64 bytes by default) is a hash table or a skiplist

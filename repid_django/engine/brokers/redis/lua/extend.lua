@@ -2,7 +2,7 @@
 -- Pushes the lease deadline of each still-owned delivery; returns 1 per extended, 0 if lost.
 local deadline = server_ms() + tonumber(ARGV[1])
 local out = {}
-for q = 1, #KEYS do
+for q = 1, NQ do
   local ids, pos = {}, {}
   for i = 2, #ARGV, 3 do
     if tonumber(ARGV[i]) == q then

@@ -24,7 +24,7 @@ local result_ttl = ARGV[7]
 local check_ids = ARGV[8] == '1'
 local out = {}
 local i = 9
-for q = 1, #KEYS do
+for q = 1, NQ do
   local base = KEYS[q]
   local results = base .. 'result:'
   -- ended: ids whose lease ends; gone: those whose message goes too (the same list until an

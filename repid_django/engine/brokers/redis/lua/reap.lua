@@ -3,7 +3,7 @@
 local tnow = server_ms()
 local now = tonumber(ARGV[1])
 local total = 0
-for q = 1, #KEYS do
+for q = 1, NQ do
   total = total + reap(KEYS[q], tnow, now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), 1000)
 end
 return total

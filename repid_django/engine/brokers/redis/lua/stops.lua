@@ -3,7 +3,7 @@
 -- requests older than a minute whose job no longer runs (finished meanwhile).
 local out = {}
 local now = redis.call('TIME')[1]
-for q = 1, #KEYS do
+for q = 1, NQ do
   local base = KEYS[q]
   if redis.call('EXISTS', base .. 'stop') == 1 then
     for i = 1, #ARGV, 2 do
