@@ -212,17 +212,29 @@ def probe_redis(url: str, timeout: float = 3.0) -> list[Any]:
     ``CONFIG GET`` (then W002 and W004 stay unknown).
     """
     import redis
+    from redis.exceptions import RedisClusterException
 
+    from .engine.brokers.redis.clients import sync_client
     from .engine.brokers.redis.url import RedisOptions, redact_url
 
     options = RedisOptions(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
-        client = redis.Redis.from_url(url, **options.client_kwargs())
+        options.validate()
+        client = sync_client(options, timeout)
+    except RedisClusterException as exc:  # a Cluster client reads the slot map when made
+        return [
+            checks.Warning(
+                f"cannot reach the broker at {redact_url(url)}: {redact_url(str(exc))}",
+                hint="Check that the Cluster's nodes run and are reachable from here.",
+                id="repid_django.W001",
+            )
+        ]
     except ValueError as exc:
         return [
             checks.Error(
                 f"REPID['BROKER_URL'] {redact_url(url)!r} is not usable: {exc}",
-                hint="Use redis://host:6379/0, rediss://host:6380/0 or unix:///path/redis.sock.",
+                hint="Use redis://host:6379/0, rediss://host:6380/0, unix:///path/redis.sock, "
+                "redis+cluster://h1:7000,h2:7001 or redis+sentinel://h1:26379,h2:26379/name/0.",
                 id="repid_django.E002",
             )
         ]

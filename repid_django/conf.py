@@ -49,6 +49,8 @@ Key                        Default            Meaning
                                               by ``runworker`` (docs/engine.md); JSON
 ``HANG_GRACE``             ``30.0``           seconds beyond a job's timeout that a worker
                                               whose event loop stopped keeps its lease
+``WAIT_REPLICAS``          ``0``              replicas an enqueue waits for (``WAIT``)
+                                              before it returns; 0: none (docs/production)
 ``METRICS_AUTH``           ``None``           who may read the metrics view (``None``:
                                               staff); see ``repid_django.metrics.auth``
 =========================  =================  ===============================================
@@ -63,20 +65,39 @@ import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from .conf_parse import (
+    ENV_PREFIX,
+    SettingError,
+    broker_url,
+    mirror,
+    number,
+    prefix,
+    queue_limits,
+    queues,
+    schedules,
+    where,
+)
 from .engine.limits import Limits
-from .engine.queue import validate_queue_name
 
-ENV_PREFIX = "REPID_"
-SUPPORTED_SCHEMES = ("redis", "rediss", "unix")
+__all__ = [
+    "DEFAULTS",
+    "ENV_PREFIX",
+    "RepidSettings",
+    "SettingError",
+    "apply_time_zone",
+    "get_settings",
+    "load",
+    "on_change",
+    "raw_settings",
+    "reset",
+]
 
 DEFAULTS: dict[str, Any] = {
     "BROKER_URL": None,
@@ -97,6 +118,7 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULES": None,
     "QUEUE_LIMITS": None,
     "HANG_GRACE": 30.0,
+    "WAIT_REPLICAS": 0,
     "METRICS_AUTH": None,
 }
 
@@ -124,21 +146,7 @@ class RepidSettings:
     """``REPID["SCHEDULES"]`` as given (parsed by ``repid_django.worker.schedules``)."""
     queue_limits: Mapping[str, Limits]
     hang_grace: float
-
-
-class SettingError(ImproperlyConfigured):
-    """A bad ``REPID`` value; ``key`` names it and ``source`` says where it came from."""
-
-    def __init__(self, key: str, source: str, problem: str, fix: str) -> None:
-        self.key = key
-        self.source = source
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{source}: {problem}. {fix}")
-
-
-def _source(key: str, from_env: bool) -> str:
-    return f"environment variable {ENV_PREFIX}{key}" if from_env else f"REPID[{key!r}]"
+    wait_replicas: int = 0
 
 
 def _env_value(key: str, raw: str) -> Any:
@@ -160,79 +168,13 @@ def _env_value(key: str, raw: str) -> Any:
             return env.json(name)
         except ValueError as exc:
             raise SettingError(
-                key, _source(key, True), f"is not JSON ({exc})", 'Use {"name": {"actor": ...}}.'
+                key, where(key, True), f"is not JSON ({exc})", 'Use {"name": {"actor": ...}}.'
             ) from None
     if key == "MIRROR":
         if raw.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-            raise SettingError(key, _source(key, True), f"{raw!r} is not a boolean", "Use 1 or 0.")
+            raise SettingError(key, where(key, True), f"{raw!r} is not a boolean", "Use 1 or 0.")
         return env.bool(name)
     return env.str(name)
-
-
-def _number(
-    key: str, value: Any, from_env: bool, *, integer: bool, minimum: float, allow_zero: bool
-) -> float:
-    source = _source(key, from_env)
-    kind = "a whole number" if integer else "a number of seconds"
-    if isinstance(value, timedelta) and not integer:
-        value = value.total_seconds()
-    if isinstance(value, str) and from_env:
-        try:
-            value = int(value) if integer else float(value)
-        except ValueError:
-            raise SettingError(key, source, f"{value!r} is not {kind}", f"Set {kind}.") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SettingError(key, source, f"{value!r} is not {kind}", f"Set {kind}.")
-    if integer and not isinstance(value, int):
-        raise SettingError(key, source, f"{value!r} is not {kind}", f"Set {kind}.")
-    if value < minimum or (value == 0 and not allow_zero):
-        bound = f">= {minimum:g}" if allow_zero or minimum > 0 else "> 0"
-        raise SettingError(key, source, f"{value!r} is out of range", f"Set a value {bound}.")
-    return float(value)
-
-
-def _broker_url(value: Any, from_env: bool) -> str | None:
-    if value is None:
-        return None
-    source = _source("BROKER_URL", from_env)
-    fix = (
-        "Use redis://[user:password@]host:6379/0, rediss://... (TLS) or unix:///path/redis.sock, "
-        "or None for the embedded Redis."
-    )
-    if not isinstance(value, str) or "://" not in value:
-        shown = "a URL without a scheme" if isinstance(value, str) else repr(value)
-        raise SettingError("BROKER_URL", source, f"{shown} is not a Redis URL", fix)
-    scheme = value.split("://", 1)[0].lower()
-    if scheme not in SUPPORTED_SCHEMES:
-        raise SettingError("BROKER_URL", source, f"the scheme {scheme!r} is not supported", fix)
-    return value
-
-
-def _queues(value: Any, from_env: bool) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    from .engine.queue import validate_queue_name
-
-    source = _source("QUEUES", from_env)
-    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        raise SettingError(
-            "QUEUES", source, f"{value!r} is not a list of queue names", 'Use ["default", ...].'
-        )
-    try:
-        return tuple(validate_queue_name(name) for name in value)
-    except ValueError as exc:
-        raise SettingError("QUEUES", source, str(exc), "Fix the queue name.") from None
-
-
-def _prefix(value: Any, from_env: bool) -> str:
-    if not isinstance(value, str) or not value or any(c in value for c in " {}\n\t"):
-        raise SettingError(
-            "PREFIX",
-            _source("PREFIX", from_env),
-            f"{value!r} is not a valid key prefix",
-            "Use a short non-empty string without spaces or braces, e.g. 'repid'.",
-        )
-    return value
 
 
 def _dir(value: Any, from_env: bool) -> Path:
@@ -242,53 +184,11 @@ def _dir(value: Any, from_env: bool) -> Path:
     if not isinstance(value, str | os.PathLike):
         raise SettingError(
             "EMBEDDED_DIR",
-            _source("EMBEDDED_DIR", from_env),
+            where("EMBEDDED_DIR", from_env),
             f"{value!r} is not a path",
             "Use a folder path (str or pathlib.Path), or None for BASE_DIR.",
         )
     return Path(value)
-
-
-def _mirror(value: Any, from_env: bool) -> bool:
-    if not isinstance(value, bool):
-        raise SettingError(
-            "MIRROR", _source("MIRROR", from_env), f"{value!r} is not a bool", "Use True or False."
-        )
-    return value
-
-
-def _schedules(value: Any, from_env: bool) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise SettingError(
-            "SCHEDULES",
-            _source("SCHEDULES", from_env),
-            f"{value!r} is not a dict",
-            'Use {"nightly-report": {"actor": "report", "cron": "0 3 * * *"}, ...}.',
-        )
-    return dict(value)
-
-
-def _queue_limits(value: Any, from_env: bool) -> Mapping[str, Limits]:
-    source = _source("QUEUE_LIMITS", from_env)
-    example = 'Use {"emails": {"concurrency": 5, "rate": "100/m"}}.'
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise SettingError("QUEUE_LIMITS", source, f"{value!r} is not a dict", example)
-    found: dict[str, Limits] = {}
-    for queue, limits in value.items():
-        where = f"{source}[{queue!r}]"
-        if not isinstance(limits, Mapping) or set(limits) - {"concurrency", "rate"}:
-            raise SettingError("QUEUE_LIMITS", where, f"{limits!r} is not a limits dict", example)
-        try:
-            found[validate_queue_name(queue)] = Limits(
-                limits.get("concurrency"), limits.get("rate")
-            )
-        except ValueError as exc:
-            raise SettingError("QUEUE_LIMITS", where, str(exc), example) from None
-    return found
 
 
 def _django_settings() -> Any:
@@ -330,12 +230,12 @@ def load() -> RepidSettings:
     raw, env = raw_settings()
 
     def num(key: str, *, integer: bool = False, minimum: float = 0, zero: bool = False) -> float:
-        return _number(key, raw[key], key in env, integer=integer, minimum=minimum, allow_zero=zero)
+        return number(key, raw[key], key in env, integer=integer, minimum=minimum, allow_zero=zero)
 
     settings = RepidSettings(
-        broker_url=_broker_url(raw["BROKER_URL"], "BROKER_URL" in env),
-        prefix=_prefix(raw["PREFIX"], "PREFIX" in env),
-        queues=_queues(raw["QUEUES"], "QUEUES" in env),
+        broker_url=broker_url(raw["BROKER_URL"], "BROKER_URL" in env),
+        prefix=prefix(raw["PREFIX"], "PREFIX" in env),
+        queues=queues(raw["QUEUES"], "QUEUES" in env),
         concurrency=int(num("CONCURRENCY", integer=True, minimum=1)),
         graceful_shutdown_time=num("GRACEFUL_SHUTDOWN_TIME", zero=True),
         lease_ttl=num("LEASE_TTL"),
@@ -344,18 +244,19 @@ def load() -> RepidSettings:
         max_message_size=int(num("MAX_MESSAGE_SIZE", integer=True, minimum=64)),
         result_ttl=num("RESULT_TTL"),
         enqueue_timeout=num("ENQUEUE_TIMEOUT"),
-        mirror=_mirror(raw["MIRROR"], "MIRROR" in env),
+        mirror=mirror(raw["MIRROR"], "MIRROR" in env),
         mirror_flush_interval=num("MIRROR_FLUSH_INTERVAL"),
         mirror_retention=None if raw["MIRROR_RETENTION"] is None else num("MIRROR_RETENTION"),
         embedded_dir=_dir(raw["EMBEDDED_DIR"], "EMBEDDED_DIR" in env),
-        schedules=_schedules(raw["SCHEDULES"], "SCHEDULES" in env),
-        queue_limits=_queue_limits(raw["QUEUE_LIMITS"], "QUEUE_LIMITS" in env),
+        schedules=schedules(raw["SCHEDULES"], "SCHEDULES" in env),
+        queue_limits=queue_limits(raw["QUEUE_LIMITS"], "QUEUE_LIMITS" in env),
         hang_grace=num("HANG_GRACE"),
+        wait_replicas=int(num("WAIT_REPLICAS", integer=True, zero=True)),
     )
     if settings.reaper_interval > settings.lease_ttl:
         raise SettingError(
             "REAPER_INTERVAL",
-            _source("REAPER_INTERVAL", "REAPER_INTERVAL" in env),
+            where("REAPER_INTERVAL", "REAPER_INTERVAL" in env),
             f"{settings.reaper_interval:g}s is longer than LEASE_TTL ({settings.lease_ttl:g}s)",
             "Scan for lost leases more often than they expire, e.g. LEASE_TTL / 6.",
         )

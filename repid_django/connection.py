@@ -40,6 +40,7 @@ def build_broker(settings: conf.RepidSettings | None = None) -> RedisMessageBrok
             enqueue_timeout=s.enqueue_timeout,
             embedded_dir=s.embedded_dir,
             hang_grace=s.hang_grace,
+            wait_replicas=s.wait_replicas,
         )
     except ValueError as exc:
         raise conf.SettingError(

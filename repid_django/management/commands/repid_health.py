@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from repid_django import conf
 from repid_django.engine.brokers.embedded import embedded_url
+from repid_django.engine.brokers.redis.clients import sync_client
 from repid_django.engine.brokers.redis.url import RedisOptions, redact_url
 
 EXIT_HEALTHY = 0
@@ -86,14 +87,18 @@ def redis_problem(settings: conf.RepidSettings, timeout: float) -> tuple[str, st
     """Where Redis is (password redacted) and why it does not answer (``None``: it does).
     The embedded Redis is pinged on its socket, never started."""
     import redis
+    from redis.exceptions import RedisClusterException
 
     url = settings.broker_url or embedded_url(settings.embedded_dir)
     where = redact_url(url)
     options = RedisOptions(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
-        client = redis.Redis.from_url(url, **options.client_kwargs())
+        options.validate()
+        client = sync_client(options, timeout)
     except ValueError as exc:
         return where, f"Redis URL {where} is not usable: {exc}"
+    except RedisClusterException as exc:  # a Cluster client reads the slot map when made
+        return where, f"Redis unreachable at {where} ({redact_url(str(exc))})"
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:

@@ -101,6 +101,12 @@ def _positive(name: str, value: float) -> float:
     return float(value)
 
 
+def _count(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"RedisMessageBroker: {name} must be an int >= 0, got {value!r}")
+    return value
+
+
 class RedisMessageBroker(
     RedisProducerMixin,
     RedisConsumerMixin,
@@ -139,15 +145,15 @@ class RedisMessageBroker(
         finish_memo_ttl: float | None = None,
         max_backoff: float = 5.0,
         hang_grace: float = 30.0,
+        wait_replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{} "):
             raise ValueError(f"RedisMessageBroker: prefix must be a non-empty word, got {prefix!r}")
         self.prefix = prefix
         self.lease_ttl = _positive("lease_ttl", lease_ttl)
         self.reaper_interval = _positive("reaper_interval", reaper_interval)
-        if isinstance(max_lost, bool) or not isinstance(max_lost, int) or max_lost < 0:
-            raise ValueError(f"RedisMessageBroker: max_lost must be an int >= 0, got {max_lost!r}")
-        self.max_lost = max_lost
+        self.max_lost = _count("max_lost", max_lost)
         self.max_message_size = int(_positive("max_message_size", max_message_size))
         self.result_ttl = _positive("result_ttl", result_ttl)
         self.dead_letter_ttl = _positive("dead_letter_ttl", dead_letter_ttl)
@@ -159,6 +165,16 @@ class RedisMessageBroker(
         self.finish_memo_ttl = _positive("finish_memo_ttl", finish_memo_ttl)
         self.max_backoff = _positive("max_backoff", max_backoff)
         self.hang_grace = _positive("hang_grace", hang_grace)
+        if (
+            isinstance(wait_replicas, bool)
+            or not isinstance(wait_replicas, int)
+            or wait_replicas < 0
+        ):
+            raise ValueError(
+                f"RedisMessageBroker: wait_replicas must be an int >= 0, got {wait_replicas!r}"
+            )
+        self.wait_replicas = wait_replicas
+        self.replica_timeout = _positive("replica_timeout", replica_timeout)
         self.socket_timeout = _positive("socket_timeout", socket_timeout)
         self.socket_connect_timeout = _positive("socket_connect_timeout", socket_connect_timeout)
         self._embedded_dir = embedded_dir
@@ -269,7 +285,7 @@ class RedisMessageBroker(
         if keeper is None:
             clients = self._open_clients()
             keeper = self._keeper = LeaseKeeper(
-                clients.new_sync(),
+                clients.new_sync_wire(),
                 prefix=self.prefix,
                 lease_ttl=self.lease_ttl,
                 reaper_interval=self.reaper_interval,

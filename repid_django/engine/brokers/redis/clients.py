@@ -138,17 +138,17 @@ class Clients:
         """Lean sync calls (the enqueue hot path): a socket per thread (and node), no pool."""
         wire = self._sync_wire
         if wire is None:
-            if self.topology.is_cluster:
-                seeds = list(self.topology.nodes)
-                wire = ClusterSyncWire(self.endpoint, seeds, self._sync_timeout)
-            else:
-                wire = SyncWire(self.endpoint, self._sync_timeout)
-            self._sync_wire = wire
+            wire = self._sync_wire = self._new_sync_wire(self._sync_timeout)
         return wire
 
-    def new_sync(self) -> redis.Redis:
-        """A separate synchronous client (the lease keeper thread's)."""
-        return sync_client(self.options, self.options.socket_timeout)
+    def new_sync_wire(self) -> AnySyncWire:
+        """Separate lean sync calls (the lease keeper thread's), with the socket timeout."""
+        return self._new_sync_wire(self.options.socket_timeout)
+
+    def _new_sync_wire(self, timeout: float) -> AnySyncWire:
+        if self.topology.is_cluster:
+            return ClusterSyncWire(self.endpoint, list(self.topology.nodes), timeout)
+        return SyncWire(self.endpoint, timeout)
 
     def close_sync(self) -> None:
         client, self._sync = self._sync, None

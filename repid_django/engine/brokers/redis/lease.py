@@ -3,8 +3,9 @@
 A claimed delivery carries a lease (token + deadline) that expires ``lease_ttl`` seconds after
 it was last extended. While the broker holds a delivery (claimed, and until its outcome is
 applied) this thread extends its lease every ``min(lease_ttl / 3, reaper_interval)`` seconds.
-It runs in its own thread with its own synchronous Redis connection, so an actor that blocks
-the event loop for a while cannot stall it: only a dead (or frozen) process loses its leases.
+It runs in its own thread with its own synchronous Redis connection (a lean one, :mod:`.wire`),
+so an actor that blocks the event loop for a while cannot stall it: only a dead (or frozen)
+process loses its leases.
 
 A loop blocked for good must not keep its jobs for ever, though: every event loop that claims
 has a :class:`Heartbeat` (a timer on that loop), and a lease is extended only while its loop
@@ -32,14 +33,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from redis.exceptions import RedisError
 
 from ..base import Delivery
 from . import scripts as redis_scripts
+from .cluster import ClusterSyncWire
 from .codec import text
 from .keys import queue_base
 from .scripts import Script
+from .wire import SyncWire
 
 log = logging.getLogger("repid_django.redis")
 
@@ -84,7 +86,7 @@ class _Held:
 class LeaseKeeper:
     def __init__(
         self,
-        client: redis.Redis,
+        wire: SyncWire | ClusterSyncWire,
         *,
         prefix: str,
         lease_ttl: float,
@@ -97,7 +99,7 @@ class LeaseKeeper:
         groups: Callable[[list[str]], list[list[str]]] = lambda queues: [queues],
         declare: Callable[[Script, list[str]], list[str]] = lambda script, bases: bases,
     ) -> None:
-        self._client = client
+        self._wire = wire
         self._groups = groups  # one script call per group (a Cluster's slot)
         self._declare = declare
         self._prefix = prefix
@@ -122,7 +124,7 @@ class LeaseKeeper:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
-        self._client.close()
+        # The thread's own socket closes with its thread-local data once it has ended.
 
     def hold(self, deliveries: Iterable[Delivery], beat: Heartbeat) -> None:
         """Keep the leases of ``deliveries`` alive (while ``beat``'s loop runs) until
@@ -294,8 +296,8 @@ class LeaseKeeper:
     def _run(self, name: str, queues: list[str], args: list[Any]) -> Any:
         """Script ``name`` over ``queues`` (of one slot group), on this thread's client."""
         bases = [queue_base(self._prefix, q) for q in queues]
-        keys = self._declare(redis_scripts.script(name), bases)
-        return redis_scripts.run_sync(self._client, name, keys, args)
+        script = redis_scripts.script(name)
+        return self._wire.run(script, self._declare(script, bases), args)
 
     def _split[T](self, items: list[T], queue: Callable[[T], str]) -> list[list[T]]:
         """``items`` (held deliveries) by the slot group of their ``queue``."""

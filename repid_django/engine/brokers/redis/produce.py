@@ -16,7 +16,7 @@ from typing import Any
 from ...message import Message, encode_checked
 from ..base import BrokerCounters
 from . import scripts as redis_scripts
-from .clients import Clients
+from .clients import AnyAsyncWire, AnySyncWire, Clients
 from .cluster import ClusterAsyncWire, ClusterSyncWire
 from .codec import fmt_time
 from .keys import registry_key
@@ -36,6 +36,8 @@ class RedisProducerMixin:
     max_message_size: int
     max_backoff: float
     enqueue_timeout: float
+    wait_replicas: int
+    replica_timeout: float
     _registered: set[str]
     _counters: BrokerCounters
     _clients: Clients | None
@@ -61,8 +63,15 @@ class RedisProducerMixin:
         if clients is None:  # first use: may start the embedded Redis, off the loop
             clients = await asyncio.to_thread(self._open_clients)
         here = clients.here()
+        acked: list[int] = []
 
         async def send() -> list[bytes]:
+            replies = await write()
+            if self.wait_replicas:
+                acked[:] = await self._wait_for_replicas(here.wire, list(groups))
+            return replies
+
+        async def write() -> list[bytes]:
             if len(groups) == 1 and not new_queues:
                 ((queue, (_, args)),) = groups.items()
                 script = redis_scripts.script("enqueue")
@@ -84,7 +93,8 @@ class RedisProducerMixin:
                     joined += reply
                 return [joined]
             calls, register = self._calls(groups, new_queues)
-            if isinstance(here.wire, ClusterAsyncWire):  # each call to its node, all at once
+            if isinstance(here.wire, ClusterAsyncWire) or self.wait_replicas:
+                # Each call to its node, all at once (and WAIT on the connection that wrote).
                 return await _each(here.wire, calls, register)
             return await redis_scripts.run_many(here.client, "enqueue", calls, register)
 
@@ -96,7 +106,30 @@ class RedisProducerMixin:
                 )
         except TimeoutError:
             raise self._late("enqueue", failures) from None
-        return self._written(messages, groups, new_queues, replies)
+        written = self._written(messages, groups, new_queues, replies)
+        self._check_replicas(acked, written)
+        return written
+
+    async def _wait_for_replicas(self, wire: AnyAsyncWire, queues: list[str]) -> list[int]:
+        """``WAIT`` on each node that took a write (the connection that wrote it): how many
+        replicas acknowledged, per node."""
+        bases = [self._base(q) for q in queues]
+        if not isinstance(wire, ClusterAsyncWire):
+            bases = bases[:1]  # one connection wrote them all
+        ms = int(self.replica_timeout * 1000)
+        waits = [wire.call_keyed(b, "WAIT", self.wait_replicas, ms, bounded=False) for b in bases]
+        return [int(n) for n in await asyncio.gather(*waits)]
+
+    def _check_replicas(self, acked: list[int], written: list[bool]) -> None:
+        if not self.wait_replicas or not any(written) or min(acked) >= self.wait_replicas:
+            return
+        raise NotReplicatedError(
+            f"enqueue: written on the primary of {self.target}, but only {min(acked)} of the "
+            f"{self.wait_replicas} replica(s) asked for (wait_replicas) acknowledged it within "
+            f"{self.replica_timeout:g}s, so a failover now could lose it. It was not removed: "
+            "enqueueing the same job id again writes nothing while it waits or runs. Check the "
+            "replicas (INFO replication) or lower REPID['WAIT_REPLICAS']."
+        )
 
     def enqueue_sync(self, messages: Sequence[Message]) -> list[bool]:
         """:meth:`enqueue` for sync code: one round trip on the sync client, no event loop."""
@@ -105,18 +138,37 @@ class RedisProducerMixin:
         groups, new_queues = self._groups(messages)
         clients = self._open_clients()
 
+        acked: list[int] = []
+
         def send() -> list[bytes]:
+            wire = clients.sync_wire()
+            replies = write(wire)
+            if self.wait_replicas:
+                bases = [self._base(q) for q in groups]
+                if not isinstance(wire, ClusterSyncWire):
+                    bases = bases[:1]  # one socket wrote them all
+                ms = int(self.replica_timeout * 1000)
+                acked[:] = [
+                    int(wire.call_keyed(b, "WAIT", self.wait_replicas, ms, timeout=left()))
+                    for b in bases
+                ]
+            return replies
+
+        def left() -> float:
+            return deadline - time.monotonic()
+
+        def write(wire: AnySyncWire) -> list[bytes]:
             if len(groups) == 1 and not new_queues:
                 ((queue, (_, args)),) = groups.items()
                 script = redis_scripts.script("enqueue")
                 keys = self._declare(script, [self._base(queue)])
-                return [clients.sync_wire().run(script, keys, args, deadline)]
+                return [wire.run(script, keys, args, deadline)]
             calls, register = self._calls(groups, new_queues)
-            wire = clients.sync_wire()
-            if isinstance(wire, ClusterSyncWire):  # each call to its node
+            if isinstance(wire, ClusterSyncWire) or self.wait_replicas:
+                # Each call to its node (and WAIT on the socket that wrote).
                 script = redis_scripts.script("enqueue")
                 if register[1]:
-                    wire.call_keyed(register[0], "SADD", register[0], *register[1])
+                    wire.call_keyed(register[0], "SADD", register[0], *register[1], timeout=left())
                 return [wire.run(script, keys, args, deadline) for keys, args in calls]
             return redis_scripts.run_many_sync(clients.sync(), "enqueue", calls, register)
 
@@ -133,7 +185,9 @@ class RedisProducerMixin:
         )
         if replies is None:
             raise self._late("enqueue", failures)
-        return self._written(messages, groups, new_queues, replies)
+        written = self._written(messages, groups, new_queues, replies)
+        self._check_replicas(acked, written)
+        return written
 
     def _groups(self, messages: Sequence[Message]) -> tuple[Groups, list[str]]:
         """Encode ``messages`` (refusing bad ones before anything is sent), grouped by queue."""
@@ -183,8 +237,13 @@ class RedisProducerMixin:
         )
 
 
+class NotReplicatedError(ConnectionError):
+    """An enqueue with ``wait_replicas`` was written on the primary, but fewer replicas than
+    asked acknowledged it in time (see :meth:`RedisProducerMixin._check_replicas`)."""
+
+
 async def _each(
-    wire: ClusterAsyncWire,
+    wire: AnyAsyncWire,
     calls: list[tuple[list[str], list[Any]]],
     register: tuple[str, list[str]],
 ) -> list[Any]:

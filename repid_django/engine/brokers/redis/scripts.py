@@ -119,17 +119,6 @@ def script(name: str) -> Script:
     return Script(name, source, sha, _parts(name, source))
 
 
-def run_sync(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
-    """Run script ``name`` on a redis-py sync client (the lease keeper thread); the hot paths
-    run theirs over the lean connections (:meth:`.wire.AsyncWire.run`)."""
-    s = script(name)
-    try:
-        return client.evalsha(s.sha, len(keys), *keys, *args)
-    except NoScriptError:
-        client.script_load(s.source)
-        return client.evalsha(s.sha, len(keys), *keys, *args)
-
-
 async def run_many(
     client: aredis.Redis,
     name: str,
