@@ -29,6 +29,8 @@ from redis.exceptions import RedisError
 from repid_django import Connection, Repid, Router, Worker
 from repid_django.engine.brokers.base import Delivery, Outcome
 from repid_django.engine.brokers.redis.broker import RedisMessageBroker
+from repid_django.engine.brokers.redis.clients import async_client
+from repid_django.engine.brokers.redis.url import RedisOptions
 
 
 class RunLog:
@@ -167,7 +169,7 @@ async def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     worker_id = f"w{os.getpid()}-{os.urandom(2).hex()}"
-    log = RunLog(aredis.Redis.from_url(args.url), args.prefix, worker_id)
+    log = RunLog(async_client(RedisOptions(args.url), 10.0)[0], args.prefix, worker_id)
     broker = RecordingBroker(
         args.url,
         prefix=args.prefix,

@@ -45,6 +45,8 @@ class LoopClients:
 
     client: aredis.Redis
     wire: AnyAsyncWire
+    sentinels: list[aredis.Redis] = field(default_factory=list)
+    """The Sentinel clients behind ``client`` (Sentinel only), closed with it."""
     blocking: dict[int, AnyAsyncWire] = field(default_factory=dict)
     """By slot on a Cluster (a BLPOP names keys of one slot), else one, under 0."""
     closer: AsyncGenerator[None] | None = None
@@ -53,8 +55,9 @@ class LoopClients:
         for wire in (self.wire, *self.blocking.values()):
             with contextlib.suppress(Exception):
                 await wire.aclose()
-        with contextlib.suppress(Exception):
-            await self.client.aclose()
+        for client in (self.client, *self.sentinels):
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
 
 class Clients:
@@ -87,7 +90,8 @@ class Clients:
         found = self._loops.get(loop)
         if found is None:
             wire = self._async_wire(self._op_timeout)
-            found = LoopClients(async_client(self.options, self._op_timeout), wire)
+            client, sentinels = async_client(self.options, self._op_timeout)
+            found = LoopClients(client, wire, sentinels)
             self._loops[loop] = found
             found.closer = _closer(self, loop, found)
             _start(found.closer)
@@ -212,9 +216,12 @@ def sync_client(options: RedisOptions, timeout: float | None) -> redis.Redis:
     return cast(redis.Redis, primary)
 
 
-def async_client(options: RedisOptions, timeout: float | None) -> aredis.Redis:
+def async_client(
+    options: RedisOptions, timeout: float | None
+) -> tuple[aredis.Redis, list[aredis.Redis]]:
     """:func:`sync_client` for asyncio (bound to the loop it first runs on), with TCP
-    keepalive (a half-open connection is noticed)."""
+    keepalive (a half-open connection is noticed); and, for Sentinel, the clients of the
+    Sentinels it asks (to close with it)."""
     topology = options.topology
     keepalive = not options.url.startswith("unix:")
     if topology.kind is Kind.STANDALONE:
@@ -222,16 +229,17 @@ def async_client(options: RedisOptions, timeout: float | None) -> aredis.Redis:
         kwargs["socket_timeout"] = timeout
         if keepalive:
             kwargs["socket_keepalive"] = True
-        return aredis.Redis.from_url(options.url, **kwargs)
+        return aredis.Redis.from_url(options.url, **kwargs), []
     kwargs = _node_kwargs(options, topology, timeout)
     kwargs["socket_keepalive"] = True
     if topology.is_cluster:
         nodes = [AsyncClusterNode(host, port) for host, port in topology.nodes]
-        return cast(aredis.Redis, aredis.RedisCluster(startup_nodes=nodes, **kwargs))
+        return cast(aredis.Redis, aredis.RedisCluster(startup_nodes=nodes, **kwargs)), []
     sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
         list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(options, topology), **kwargs
     )
-    return cast(aredis.Redis, sentinel.master_for(topology.service, db=topology.db))
+    primary = sentinel.master_for(topology.service, db=topology.db)
+    return cast(aredis.Redis, primary), list(sentinel.sentinels)
 
 
 def _start(closer: AsyncGenerator[None]) -> None:
