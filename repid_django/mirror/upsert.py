@@ -2,14 +2,22 @@
 
 ``bulk_create(update_conflicts=True)`` compiles one big statement per batch, which costs more
 than the database's own work for thousands of small rows. On SQLite and PostgreSQL this writes
-the same ``INSERT ... ON CONFLICT (...) DO UPDATE`` (Django builds the clause) once, and sends
-the rows with ``executemany``; other databases use ``bulk_create``.
+the same ``INSERT ... ON CONFLICT (...) DO UPDATE`` (Django builds the clause) once. SQLite gets
+the rows with ``executemany``. PostgreSQL gets each batch as one statement over one JSON
+document (``INSERT ... SELECT ... FROM jsonb_to_recordset(%s)``): the worker's process encodes
+it in one ``json.dumps`` instead of adapting every value, and the database runs one statement
+instead of one per row (rows sent one by one, even pipelined, kept the mirror's worker below
+half the throughput of a worker without it). Other databases use ``bulk_create``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from django.db import connections, models, transaction
 from django.db.models.constants import OnConflict
@@ -46,30 +54,77 @@ def upsert(
             update_fields=update,
         )
         return
-    meta = model._meta
     names = list(rows[0])
     fields = [_field(model, name) for name in names]
-    quote = connection.ops.quote_name
     suffix = connection.ops.on_conflict_suffix_sql(
         fields,
         OnConflict.UPDATE,
         [_column(model, name) for name in update],
         [_column(model, name) for name in unique],
     )
-    columns = ", ".join(quote(_column(model, name)) for name in names)
-    marks = ", ".join(["%s"] * len(fields))
-    # Identifiers are quoted by the backend and values are parameters: no injection.
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks}) {suffix}"  # noqa: S608
     if only_if:
-        sql += f" WHERE {only_if}"
-    prepare = [field.get_db_prep_save for field in fields]
-    params = [
-        [prep(row[name], connection) for prep, name in zip(prepare, names, strict=True)]
-        for row in rows
-    ]
+        suffix += f" WHERE {only_if}"
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = [_column(model, name) for name in names]
     with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # A statement may not update a row twice: one row per key, the last one wins.
+            latest = list({tuple(row[name] for name in unique): row for row in rows}.values())
+            sql = _from_json(table, columns, fields, suffix, connection)
+            for start in range(0, len(latest), batch_size):
+                document = [
+                    {column: row[name] for column, name in zip(columns, names, strict=True)}
+                    for row in latest[start : start + batch_size]
+                ]
+                cursor.execute(sql, [json.dumps(document, default=_json_default)])
+            return
+        quoted = ", ".join(connection.ops.quote_name(column) for column in columns)
+        marks = ", ".join(["%s"] * len(fields))
+        # Identifiers are quoted by the backend and values are parameters: no injection.
+        sql = f"INSERT INTO {table} ({quoted}) VALUES ({marks}) {suffix}"  # noqa: S608
+        prepare = [field.get_db_prep_save for field in fields]
+        params = [
+            [prep(row[name], connection) for prep, name in zip(prepare, names, strict=True)]
+            for row in rows
+        ]
         for start in range(0, len(params), batch_size):
             cursor.executemany(sql, params[start : start + batch_size])
+
+
+def _from_json(
+    table: str,
+    columns: Sequence[str],
+    fields: Sequence[models.Field[Any, Any]],
+    suffix: str,
+    connection: Any,
+) -> str:
+    """PostgreSQL's upsert of the rows of one JSON document parameter (a list of objects keyed
+    by column). Identifiers are quoted by the backend, the column types are the fields' own
+    and the values one parameter: no injection."""
+    quoted = [connection.ops.quote_name(column) for column in columns]
+    record = ", ".join(
+        f"{column} {field.db_type(connection)}"
+        for column, field in zip(quoted, fields, strict=True)
+    )
+    picked = ", ".join(
+        f"NULLIF(r.{column}, 'null'::jsonb)"  # None is SQL NULL, as Django stores it
+        if isinstance(field, models.JSONField)
+        else f"r.{column}"
+        for column, field in zip(quoted, fields, strict=True)
+    )
+    return (
+        f"INSERT INTO {table} ({', '.join(quoted)}) "  # noqa: S608
+        f"SELECT {picked} FROM jsonb_to_recordset(%s::jsonb) AS r({record}) {suffix}"
+    )
+
+
+def _json_default(value: Any) -> str:
+    """Values JSON has no type for, as PostgreSQL reads them (ISO 8601 times, decimal text)."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
