@@ -46,11 +46,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run every asyncio adapter on asyncio.run (default: uvloop where installed)",
     )
-    p.add_argument("--no-extras", action="store_true", help="skip the repid_django-only scenarios")
+    p.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="skip the repid_django-only scenarios (but the mirror's, with --mirror)",
+    )
     p.add_argument(
         "--mirror",
         action="store_true",
-        help="also measure the ORM mirror on (needs the Django app)",
+        help="also measure runworker --burst of the example project, ORM mirror on vs off",
+    )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="the mirror's database (e.g. postgres://user:pw@host:port/name; migrated, job rows "
+        "kept: give it a database of its own); default: a fresh SQLite file",
     )
     p.add_argument(
         "--profile",
@@ -58,6 +68,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="also profile repid_django (py-spy; 5 x --jobs jobs) and print the hotspots",
     )
     args = p.parse_args(argv)
+    if args.database_url and not args.mirror:
+        p.error("--database-url is the mirror's database: give --mirror too")
     args.runs = args.runs or (1 if args.small else 3)
     args.jobs = args.jobs or (2_000 if args.small else 10_000)
     args.latency = args.latency or (30 if args.small else 200)
@@ -174,9 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         for entry in entries:
             next(r for r in rows if r["name"] == entry.lib.name).update(entry.summary())
         ours = next((e for e in entries if e.lib.name == OURS and not e.errors), None)
-        if ours is not None and not args.no_extras:
+        if ours is not None and (args.mirror or not args.no_extras):
             say(f"{OURS}: extra scenarios")
-            extras = run_extras(ours.target, args.jobs, say, mirror=args.mirror)
+            extras = run_extras(
+                ours.target,
+                args.jobs,
+                say,
+                mirror=args.mirror,
+                others=not args.no_extras,
+                database_url=args.database_url,
+            )
         if ours is not None and args.profile:
             say(f"{OURS}: py-spy profile of the work phase")
             try:
