@@ -135,6 +135,9 @@ class JobRecord(models.Model):
             models.Index(fields=("updated_at",), name="repid_job_updated"),
             # throughput (the monitor's figure and its hour of history) filters on finished_at
             models.Index(fields=("finished_at", "status"), name="repid_job_finished"),
+            # the admin's list filtered by queue or actor, newest first (no sort of millions)
+            models.Index(fields=("queue", "updated_at"), name="repid_job_queue_upd"),
+            models.Index(fields=("actor", "updated_at"), name="repid_job_actor_upd"),
         )
 
     def __str__(self) -> str:
@@ -186,6 +189,18 @@ class DeadLetterRecord(models.Model):
         indexes = (
             models.Index(fields=("queue", "failed_at"), name="repid_dead_queue_failed"),
             models.Index(fields=("reason", "failed_at"), name="repid_dead_reason_failed"),
+            # the admin's list, newest first, and filtered by actor; the job id search (a
+            # prefix: LIKE 'x%' needs the pattern operator class on PostgreSQL, which other
+            # databases ignore)
+            models.Index(fields=("failed_at",), name="repid_dead_failed"),
+            models.Index(
+                fields=("actor", "failed_at"),
+                opclasses=("varchar_pattern_ops", "timestamptz_ops"),
+                name="repid_dead_actor_failed",
+            ),
+            models.Index(
+                fields=("job_id",), opclasses=("varchar_pattern_ops",), name="repid_dead_job_id"
+            ),
         )
 
     def __str__(self) -> str:

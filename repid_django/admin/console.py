@@ -21,7 +21,15 @@ from ..depths import STATS_TIMEOUT
 from ..models import DeadLetterRecord, JobRecord, JobStatus, WorkerRecord
 from . import actions
 from . import display as show
-from .filters import ActorFilter, AliveFilter, DeadLetterStateFilter, QueueFilter, alive_within
+from .filters import (
+    ActorFilter,
+    AliveFilter,
+    DeadLetterStateFilter,
+    FailedFilter,
+    QueueFilter,
+    UpdatedFilter,
+    alive_within,
+)
 from .paginator import EstimatedCountPaginator
 from .views import can_manage, dead_letter_views, job_views
 
@@ -88,6 +96,12 @@ def _op(model_name: str, kind: str, pk: object, label: str, style: str = "") -> 
     return {"label": label, "url": url, "style": style}
 
 
+SEARCH_FIELDS = ("job_id__startswith", "actor__startswith")
+"""Case-sensitive prefixes (``LIKE 'x%'``), which an index serves (``varchar_pattern_ops`` on
+PostgreSQL); ``^`` (``istartswith``, ``UPPER(...) LIKE``) and ``=`` (``iexact``) would read
+the whole table. Job ids are lower-case hex; actor names are as the code spells them."""
+SEARCH_HELP = "Search by the beginning of a job id, or of an actor name (case matters)."
+
 CANCELLABLE = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
 """Statuses of the jobs a Cancel button is shown for (waiting ones are removed, running ones
 stopped)."""
@@ -106,11 +120,10 @@ class JobRecordAdmin(ConsoleAdmin):
         "took",
         "updated_at",
     )
-    list_filter = ("status", QueueFilter, ActorFilter, "enqueued_at", "finished_at")
+    list_filter = ("status", QueueFilter, ActorFilter, UpdatedFilter)
     paginator = EstimatedCountPaginator
-    search_fields = ("=job_id", "^job_id", "^actor")
-    search_help_text = "Search by job id (or its beginning) or by actor name."
-    date_hierarchy = "updated_at"
+    search_fields = SEARCH_FIELDS
+    search_help_text = SEARCH_HELP
     actions = (actions.retry_selected, actions.cancel_selected)
     fieldsets = (
         (
@@ -223,11 +236,10 @@ class DeadLetterRecordAdmin(ConsoleAdmin):
         "failed_at",
         "state",
     )
-    list_filter = (DeadLetterStateFilter, "reason", QueueFilter, ActorFilter, "failed_at")
+    list_filter = (DeadLetterStateFilter, "reason", QueueFilter, ActorFilter, FailedFilter)
     paginator = EstimatedCountPaginator
-    search_fields = ("=job_id", "^job_id", "^actor")
-    search_help_text = "Search by job id (or its beginning) or by actor name."
-    date_hierarchy = "failed_at"
+    search_fields = SEARCH_FIELDS
+    search_help_text = SEARCH_HELP
     actions = (actions.requeue_selected, actions.purge_selected)
     fields = (
         "job_id",

@@ -6,6 +6,10 @@ PostgreSQL's statistics first, the way large Django sites do: for the whole tabl
 ``pg_class.reltuples`` (kept by ``ANALYZE`` and autovacuum), for a filtered list the planner's
 row estimate (``EXPLAIN``). Only an estimate below ``threshold`` rows, or a database without
 such statistics (SQLite, MySQL), costs an exact count, which is cheap there or then.
+
+Pages stop at ``max_pages`` (the newest 10,000 rows at 50 a page): a page is an
+``OFFSET``, which reads every row before it, so the last page of ten million jobs would cost
+as much as a ``COUNT(*)``. Beyond it, a filter or a search narrows the list.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from django.db.models import QuerySet
 
 THRESHOLD = 100_000
 """Below this many rows (by the estimate) the count is exact."""
+MAX_PAGES = 200
+"""The deepest page a list offers (see the module docstring)."""
 
 
 def estimated_count(queryset: QuerySet[Any]) -> int | None:
@@ -50,9 +56,15 @@ else:
 
 class EstimatedCountPaginator(BasePaginator):
     """A :class:`~django.core.paginator.Paginator` whose ``count`` is PostgreSQL's estimate
-    above ``threshold`` rows (see the module docstring); exact otherwise."""
+    above ``threshold`` rows (see the module docstring), exact otherwise; and whose pages stop
+    at ``max_pages``."""
 
     threshold = THRESHOLD
+    max_pages = MAX_PAGES
+
+    @cached_property
+    def num_pages(self) -> int:
+        return min(int(super().num_pages), self.max_pages)
 
     @cached_property
     def count(self) -> int:

@@ -6,9 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 from django import template
-from django.db.models import Count
 from django.utils import timezone
 
+from ..admin.counts import counts_by
 from ..admin.display import STATUS_TONES, age, error_summary
 from ..depths import live_stats, queue_depths
 from ..engine.brokers.redis.url import redact_url
@@ -45,18 +45,14 @@ def repid_dashboard(context: template.Context) -> dict[str, Any]:
         for record in WorkerRecord.objects.all()[:10]
     ]
     since = timezone.now() - timedelta(hours=24)
-    counts = dict(
-        JobRecord.objects.filter(updated_at__gte=since)
-        .values_list("status")
-        .annotate(n=Count("pk"))
-        .values_list("status", "n")
-    )
+    recent = JobRecord.objects.filter(updated_at__gte=since)
+    counts = counts_by(recent, "status", JobStatus.values)  # bounded at any size
     statuses = [
         {
             "value": status.value,
             "label": status.label,
             "tone": STATUS_TONES[status],
-            "count": counts.get(status.value, 0),
+            "count": counts[status.value],
         }
         for status in JobStatus
     ]
