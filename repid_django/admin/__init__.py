@@ -1,6 +1,6 @@
 """The operations console: ModelAdmins (``console``, and ``queues``: pause and resume, purge),
-their POST-only actions and views (``actions``, ``views``), list filters (``filters``) and how
-values are shown (``display``);
+their POST-only actions and views (``actions``, ``views``), list filters (``filters``), how
+values are shown (``display``) and counted at any table size (``paginator``, ``counts``);
 the periodic schedules (``schedules``, and ``schedule_status``: next and last runs).
 """
 

@@ -8,6 +8,7 @@ PostgreSQL only (``make test``'s second pass); see ``bench/scale.py`` for the ti
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -135,3 +136,18 @@ def test_the_job_id_search_uses_the_pattern_index(admin_client: Client, filled: 
     like = [where for _, where, _ in found if "job_id" in where and where.endswith("_like")]
     assert like, found  # Django's own varchar_pattern_ops index of the unique job_id
     assert max(read for _, _, read in found) <= 100, found
+
+
+@pytest.mark.parametrize("name", [JOBS, DEAD])
+def test_every_sort_a_list_offers_is_served_by_an_index(
+    admin_client: Client, filled: None, name: str
+) -> None:
+    """The column headers link only the orders an index gives (newest or oldest first): a
+    click on another column would sort the whole table."""
+    html = admin_client.get(reverse(name)).content.decode()
+    orders = set(re.findall(r'href="\?o=([-0-9.]+)"', html))
+    assert orders
+    for order in orders:
+        found = scans(admin_client, name, f"?o={order}")
+        assert not [scan for scan in found if scan[0] == "Seq Scan"], (order, found)
+        assert max(read for _, _, read in found) <= READ_AT_MOST, (order, found)
