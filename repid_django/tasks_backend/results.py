@@ -1,7 +1,8 @@
 """Reading a Django task's state back from Redis and mapping it to a ``TaskResult``.
 
-A result id is ``"<queue>:<uuid hex>"`` and is the job's message id, so one ``MULTI`` on the
-queue's keys (one Redis Cluster slot) tells everything:
+A result id is ``"<queue>:<uuid hex>"`` and is the job's message id, so one read-only script
+on the queue's keys (the broker's ``peek``: one Redis Cluster slot, one instant) tells
+everything:
 
 * a stored result: ``SUCCESSFUL`` (the actor's envelope holds the return value, the task and
   its arguments) or ``FAILED`` (the traceback, with the note the actor added);
@@ -21,11 +22,8 @@ from typing import Any, cast
 from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
-from redis.asyncio.client import Pipeline as AsyncPipeline
-from redis.client import Pipeline
 
 from ..engine.brokers.redis.broker import RedisMessageBroker
-from ..engine.brokers.redis.keys import queue_base, result_key
 from ..engine.connection import Connection
 from ..engine.message import MessageDecodeError, decode
 from ..engine.results import JobResult, stamp
@@ -72,30 +70,18 @@ async def fetch(connection: Connection, result_id: str) -> Found:
         results = connection.results_broker
         result = None if results is None else await results.get_result(result_id, queue)
         return Found(result, None, False, None, None)
-    async with broker.client.pipeline(transaction=True) as pipe:
-        return _found(await _ask(pipe, broker.prefix, queue, result_id).execute())
+    return _found(await broker.peek(queue, result_id))
 
 
 def fetch_sync(connection: Connection, result_id: str) -> Found:
-    """:func:`fetch` for sync code, over the broker's sync client (Redis only)."""
+    """:func:`fetch` for sync code, over the broker's sync connection (Redis only)."""
     broker = connection.message_broker
     assert isinstance(broker, RedisMessageBroker)
-    with broker.sync_client.pipeline(transaction=True) as pipe:
-        return _found(_ask(pipe, broker.prefix, split_id(result_id), result_id).execute())
-
-
-def _ask[P: (Pipeline, AsyncPipeline)](pipe: P, prefix: str, queue: str, result_id: str) -> P:
-    base = queue_base(prefix, queue)
-    pipe.get(result_key(prefix, queue, result_id))
-    pipe.hget(f"{base}msgs", result_id)
-    pipe.zscore(f"{base}leases", result_id)
-    pipe.hget(f"{base}dmsg", result_id)
-    pipe.hget(f"{base}dinfo", result_id)
-    return pipe
+    return _found(broker.peek_sync(split_id(result_id), result_id))
 
 
 def _found(replies: list[Any]) -> Found:
-    raw, body, lease, dead_body, dead_info = replies
+    raw, body, lease, dead_body, dead_info = (reply or None for reply in replies)
     result = None if raw is None else JobResult.from_dict(loads(raw))
     return Found(result, body, lease is not None, dead_body, dead_info)
 

@@ -350,6 +350,12 @@ class RedisMessageBroker(
         script = redis_scripts.script(name)
         return await wire.run(script, self._declare(script, keys), args)
 
+    def _script_sync(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """:meth:`_script` for sync callers, over the thread's lean sync connection."""
+        script = redis_scripts.script(name)
+        wire = self._open_clients().sync_wire()
+        return wire.run(script, self._declare(script, keys), args)
+
     def _base(self, queue: str) -> str:
         return queue_base(self.prefix, queue)
 

@@ -2,8 +2,8 @@
 
 A job that stores its result only when useful (``store_result`` auto, the default) leaves
 nothing behind when its run returns ``None``, so "no result" alone cannot tell a finished job
-from one still waiting. One ``MULTI`` on the queue's keys (one Cluster slot, one round trip,
-read at one instant) tells them apart:
+from one still waiting. One read-only script on the queue's keys (``lua/peek.lua``: one
+Cluster slot, one round trip, read at one instant) tells them apart:
 
 * ``GET <queue>:result:<id>``: a stored result wins (also a recurring job's last run, whose
   next occurrence already waits);
@@ -27,14 +27,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import redis
-import redis.asyncio as aredis
-from redis.asyncio.client import Pipeline as AsyncPipeline
-from redis.client import Pipeline
-
 from ...results import JobResult, from_dead_letter, unstored
 from ...serializer import loads
-from .keys import queue_base, result_key
 
 
 class RedisResultsMixin:
@@ -42,39 +36,40 @@ class RedisResultsMixin:
 
     prefix: str
 
-    @property
-    def client(self) -> aredis.Redis:
+    def _base(self, queue: str) -> str:
         raise NotImplementedError
 
-    @property
-    def sync_client(self) -> redis.Redis:
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def _script_sync(self, name: str, keys: list[str], args: list[Any]) -> Any:
         raise NotImplementedError
 
     async def job_result(self, job_id: str, queue: str = "default") -> JobResult | None:
-        async with self.client.pipeline(transaction=True) as pipe:
-            return read(job_id, await _ask(pipe, self.prefix, queue, job_id).execute())
+        return read(job_id, await self._script("peek", [self._base(queue)], [job_id, 0]))
 
     def job_result_sync(self, job_id: str, queue: str = "default") -> JobResult | None:
-        with self.sync_client.pipeline(transaction=True) as pipe:
-            return read(job_id, _ask(pipe, self.prefix, queue, job_id).execute())
+        return read(job_id, self._script_sync("peek", [self._base(queue)], [job_id, 0]))
 
+    async def peek(self, queue: str, job_id: str) -> list[Any]:
+        """All that is known of a job, read at one instant (see ``lua/peek.lua``): its result,
+        body, lease deadline, dead-letter body and info, ``b""`` where there is none."""
+        return list(await self._script("peek", [self._base(queue)], [job_id, 1]))
 
-def _ask[P: (Pipeline, AsyncPipeline)](pipe: P, prefix: str, queue: str, job_id: str) -> P:
-    base = queue_base(prefix, queue)
-    pipe.get(result_key(prefix, queue, job_id))
-    pipe.hexists(f"{base}msgs", job_id)
-    pipe.hget(f"{base}dinfo", job_id)
-    return pipe
+    def peek_sync(self, queue: str, job_id: str) -> list[Any]:
+        """:meth:`peek` for sync code (no event loop)."""
+        return list(self._script_sync("peek", [self._base(queue)], [job_id, 1]))
 
 
 def read(job_id: str, replies: list[Any]) -> JobResult | None:
-    """The answer to ``job.result`` from the replies of :func:`_ask` (see the module docstring)."""
+    """The answer to ``job.result`` from the reply of ``lua/peek.lua`` (see the module
+    docstring)."""
     raw, waiting, info = replies
-    if raw is not None:
+    if raw:
         return JobResult.from_dict(loads(raw))
     if waiting:
         return None
-    if info is None:
+    if not info:
         return unstored(job_id, "", time.time())
     try:
         meta = loads(info)
