@@ -25,6 +25,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import batched
 from typing import Any, Literal
 
 from django.core.management.base import CommandError
@@ -63,6 +64,9 @@ from .rows import (
 from .upsert import upsert
 
 logger = logging.getLogger("repid_django.mirror")
+
+LOOKUP_CHUNK = 500
+"""Job ids per query when a batch reads its existing rows (an index lookup each)."""
 
 _T = JobRecord._meta.db_table
 _RANK = f"CASE {{}} {' '.join(f"WHEN '{k}' THEN {v}" for k, v in STATUS_RANK.items())} END"
@@ -204,9 +208,12 @@ class OrmMirror:
         ordered = list(events)
         ids = {event.message.id for event in ordered}
         rows: dict[str, JobRow] = {}
-        existing = JobRecord.objects.using(self.using).filter(job_id__in=ids)
-        for values in existing.values("job_id", *JOB_FIELDS):
-            rows[values.pop("job_id")] = JobRow(values)
+        # In chunks: with thousands of ids in one IN list PostgreSQL scans the whole table
+        # rather than the index on job_id.
+        for chunk in batched(ids, LOOKUP_CHUNK):
+            existing = JobRecord.objects.using(self.using).filter(job_id__in=chunk)
+            for values in existing.values("job_id", *JOB_FIELDS):
+                rows[values.pop("job_id")] = JobRow(values)
         changed: set[str] = set()
         dead: dict[tuple[str, str], dict[str, Any]] = {}
         for event in ordered:

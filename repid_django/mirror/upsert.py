@@ -71,12 +71,15 @@ def upsert(
             # A statement may not update a row twice: one row per key, the last one wins.
             latest = list({tuple(row[name] for name in unique): row for row in rows}.values())
             sql = _from_json(table, columns, fields, suffix, connection)
-            for start in range(0, len(latest), batch_size):
-                document = [
-                    {column: row[name] for column, name in zip(columns, names, strict=True)}
-                    for row in latest[start : start + batch_size]
-                ]
-                cursor.execute(sql, [json.dumps(document, default=_json_default)])
+            # Pipelined: the next batch is encoded while the database writes the last one (an
+            # error surfaces when the pipeline ends: Django's exception classes there too).
+            with connection.wrap_database_errors, connection.connection.pipeline():
+                for start in range(0, len(latest), batch_size):
+                    document = [
+                        {column: row[name] for column, name in zip(columns, names, strict=True)}
+                        for row in latest[start : start + batch_size]
+                    ]
+                    cursor.execute(sql, [json.dumps(document, default=_json_default)])
             return
         quoted = ", ".join(connection.ops.quote_name(column) for column in columns)
         marks = ", ".join(["%s"] * len(fields))

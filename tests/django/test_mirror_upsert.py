@@ -90,3 +90,14 @@ def test_a_batch_updates_existing_rows_forward_only_and_the_last_row_of_a_key_wi
     assert rows["c"].status == "succeeded"
     write([row("a", status="running")])  # behind the row: not written over it
     assert JobRecord.objects.get(job_id="a").status == "succeeded"
+
+
+@pytest.mark.postgres
+def test_a_batch_the_database_refuses_raises_and_writes_none_of_its_rows() -> None:
+    from django.db import DataError, transaction
+
+    write([row("kept")])
+    # the pipelined batches fail together, as Django's DataError
+    with pytest.raises(DataError), transaction.atomic():
+        write([row("new"), row("new2"), row("bad", actor="x" * 201), row("new3")])
+    assert list(JobRecord.objects.values_list("job_id", flat=True)) == ["kept"]
