@@ -144,7 +144,8 @@ def metrics_on_off(t: Target, jobs: int, say: Any) -> list[dict[str, Any]]:
 
 
 ROOT = Path(__file__).resolve().parent.parent
-MIRROR_ROUNDS = 3
+MIRROR_ROUNDS = 5
+MIRROR_MIN_JOBS = 20_000
 MIRROR_CONCURRENCY = 100
 ENQUEUE = """
 from repid_django import Job, Queue, enqueue_many
@@ -271,8 +272,8 @@ def mirror_on_off(
     url = database_url or f"sqlite:///{logs / 'mirror.sqlite3'}"
     where = redacted(url)
     project = ExampleProject(t, url, logs / "mirror.log")
-    n = max(jobs, METRICS_MIN_JOBS)
-    rounds = MIRROR_ROUNDS if jobs >= METRICS_MIN_JOBS else 1
+    n = max(jobs, MIRROR_MIN_JOBS)
+    rounds = MIRROR_ROUNDS if jobs >= METRICS_MIN_JOBS else 1  # --small: 1 round
     runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     try:
         project.run("migrate", "-v0")
