@@ -42,6 +42,13 @@ demo: $(VENV)/.installed
 SERVER_SUITE := tests/engine/test_broker_contract.py tests/engine/test_redis_compat.py \
 	tests/e2e/test_redis_faults.py::test_sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight
 
+# The contract suite and the kill test also run on a Redis Cluster (3 primaries with a replica
+# each; Redis 7, then Valkey 9) and on Sentinel (a primary, a replica, three Sentinels), all
+# started on loopback by the tests (tests/topologies.py). Failovers and slot migrations under
+# load run in the full suite (tests/e2e/test_topology_faults.py).
+TOPOLOGY_SUITE := tests/engine/test_broker_contract.py \
+	tests/e2e/test_redis_faults.py::test_sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight
+
 # The tests that use the database run a second time on PostgreSQL when REPID_TEST_DATABASE_URL
 # names one (postgres://user:password@host:port/name; .ci/run starts one and sets it).
 DB_SUITE := tests/django tests/e2e/test_browser_admin.py tests/e2e/test_browser_cancel.py \
@@ -51,6 +58,9 @@ test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 	REPID_TEST_REDIS=valkey $(PY) -m pytest $(PYTEST_ARGS) $(SERVER_SUITE)
 	REPID_TEST_REDIS=redis62 $(PY) -m pytest $(PYTEST_ARGS) $(SERVER_SUITE)
+	REPID_TEST_TOPOLOGY=cluster $(PY) -m pytest $(PYTEST_ARGS) $(TOPOLOGY_SUITE)
+	REPID_TEST_TOPOLOGY=cluster REPID_TEST_REDIS=valkey $(PY) -m pytest $(PYTEST_ARGS) $(TOPOLOGY_SUITE)
+	REPID_TEST_TOPOLOGY=sentinel $(PY) -m pytest $(PYTEST_ARGS) $(TOPOLOGY_SUITE)
 	@if [ -n "$${REPID_TEST_DATABASE_URL:-}" ]; then \
 	  echo "make test: the database tests again, on $${REPID_TEST_DATABASE_URL%%://*}"; \
 	  DATABASE_URL="$$REPID_TEST_DATABASE_URL" $(PY) -m pytest $(PYTEST_ARGS) $(DB_SUITE); \

@@ -4,7 +4,7 @@ It prints ``ready <worker id>`` once it consumes. Actors (queue ``e2e``), each c
 in ``<prefix>:{e2e}:runs`` (field n) and returning ``{"n": n, "run": <run id>}``:
 ``record(n)``; ``slow(n, seconds)`` sleeps without blocking; ``flaky(n, seconds)`` too, but
 fails its first attempt (retried after 0.1 s); ``block(n, seconds)`` blocks the event loop;
-``suicide()`` SIGKILLs its own process.
+``suicide()`` SIGKILLs its own process. ``--log-url`` sends the run log elsewhere.
 
 Every run also leaves records in the run log (``runlog.py``): the actors append ``start`` and
 ``end``, and :class:`RecordingBroker` appends what each ``finish`` did.
@@ -73,6 +73,7 @@ class RunLog:
 
     async def end(self, run: dict[str, Any], ok: bool) -> None:
         record = {"e": "end", "job": run["job"], "run": run["run"], "w": self.worker, "ok": ok}
+        record["t"] = time.time()  # when: a failover test measures the longest gap
         await self.client.rpush(self.key, json.dumps(record))
 
     async def finished(self, outcomes: Sequence[Outcome], applied: Sequence[bool]) -> None:
@@ -166,10 +167,12 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--prefetch", type=int, default=None)
     parser.add_argument("--graceful", type=float, default=10.0)
+    parser.add_argument("--log-url", default=None, help="where the run log goes (default: url)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     worker_id = f"w{os.getpid()}-{os.urandom(2).hex()}"
-    log = RunLog(async_client(RedisOptions(args.url), 10.0)[0], args.prefix, worker_id)
+    log_url = args.log_url or args.url  # a failover test logs to a server it does not fail
+    log = RunLog(async_client(RedisOptions(log_url), 10.0)[0], args.prefix, worker_id)
     broker = RecordingBroker(
         args.url,
         prefix=args.prefix,

@@ -12,8 +12,9 @@ import redis
 from redis.exceptions import AuthenticationError, ResponseError
 
 from repid_django import Connection, Job, RedisMessageBroker
+from repid_django.engine.brokers.redis.endpoint import Endpoint
 from repid_django.engine.brokers.redis.url import RedisOptions
-from repid_django.engine.brokers.redis.wire import AsyncWire, Endpoint, SyncWire
+from repid_django.engine.brokers.redis.wire import AsyncWire, SyncWire
 
 from ..redis_server import RedisServer
 

@@ -1,0 +1,137 @@
+"""The Redis broker on a real 3-primary Redis Cluster: queues in different slots (and on
+different primaries) consumed by one worker, the admin's reads and writes across slots, and
+keys declared per script so that every call runs on one node."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from repid_django import Connection, Repid, Router, Worker
+from repid_django.engine.brokers.base import DeadReason, Outcome, OutcomeKind
+from repid_django.engine.brokers.redis.broker import RedisMessageBroker
+from repid_django.engine.brokers.redis.cluster import slot_of
+from repid_django.engine.job import Job
+from repid_django.engine.limits import Limits
+
+from ..topologies import ClusterServers
+from .broker_helpers import msg
+
+pytestmark = pytest.mark.redis
+QUEUES = ["alpha", "beta", "gamma", "delta", "epsilon"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterServers]:
+    with ClusterServers() as servers:
+        yield servers
+
+
+@pytest.fixture
+async def broker(cluster: ClusterServers, key_prefix: str) -> AsyncIterator[RedisMessageBroker]:
+    b = RedisMessageBroker(cluster.url, prefix=key_prefix, lease_ttl=5.0, reaper_interval=0.5)
+    await b.connect()
+    yield b
+    await b.disconnect()
+
+
+def owners(cluster: ClusterServers, broker: RedisMessageBroker) -> set[int]:
+    return {cluster.node_for_slot(slot_of(broker._base(q)))[1] for q in QUEUES}
+
+
+async def test_one_worker_runs_queues_on_every_primary(
+    cluster: ClusterServers, broker: RedisMessageBroker
+) -> None:
+    assert len(owners(cluster, broker)) == 3  # the queues really live on three primaries
+    router, ran = Router(), []
+
+    async def run(n: int) -> int:
+        ran.append(n)
+        return n
+
+    for queue in QUEUES:
+        router.actor(name=f"job_{queue}", queue=queue)(run)
+
+    app = Repid(Connection(broker))
+    async with app.magic():
+        jobs = [
+            Job(f"job_{q}", q, args={"n": i * len(QUEUES) + k})
+            for i in range(20)
+            for k, q in enumerate(QUEUES)
+        ]
+        for job in jobs:
+            await job.enqueue()
+        worker = Worker(routers=[router], messages_limit=len(jobs), concurrency=10)
+        await asyncio.wait_for(worker.run(), 30)
+        assert sorted(ran) == list(range(len(jobs)))  # each job once
+        results = [await j.result for j in jobs[:5]]
+        assert [r.data for r in results if r is not None] == [0, 1, 2, 3, 4]
+        for queue in QUEUES:
+            stats = await broker.queue_stats(queue)
+            assert (stats.ready, stats.running, stats.dead) == (0, 0, 0)
+
+
+async def test_an_idle_claim_across_slots_wakes_on_any_queue(broker: RedisMessageBroker) -> None:
+    for queue in QUEUES:
+        await broker.declare_queue(queue)
+
+    async def later() -> None:
+        await asyncio.sleep(0.3)
+        await broker.enqueue([msg("late", "epsilon")])
+
+    task = asyncio.create_task(later())
+    started = time.monotonic()
+    got = await broker.claim(QUEUES, 10, 5.0)
+    took = time.monotonic() - started
+    await task
+    assert [d.message.id for d in got] == ["late"]
+    assert took < 2.0  # woken by the push (one BLPOP per slot), not by the 5 s timeout
+    assert await broker.finish([Outcome(got[0], OutcomeKind.ACK)]) == [True]
+
+
+async def test_admin_reads_and_writes_across_slots(broker: RedisMessageBroker) -> None:
+    for queue in QUEUES:
+        await broker.declare_queue(queue)
+    assert set(QUEUES) <= set(await broker.list_queues())
+    await broker.enqueue([msg(f"{q}-{i}", q) for q in QUEUES for i in range(3)])
+    got = await broker.claim(QUEUES, 100, 0)
+    assert len(got) == 15
+    # A batch of outcomes over five slots: one finish call per slot group.
+    outcomes = [
+        Outcome(d, OutcomeKind.DEAD, reason=DeadReason.FAILED, error="boom")
+        if d.message.id.endswith("-0")
+        else Outcome(d, OutcomeKind.ACK)
+        for d in got
+    ]
+    assert all(await broker.finish(outcomes))
+    for queue in QUEUES:
+        (letter,) = await broker.list_dead(queue)
+        assert (letter.id, letter.error) == (f"{queue}-0", "boom")
+    assert await broker.requeue_dead("alpha") == 1
+    assert await broker.purge_dead("beta") == 1
+    assert (await broker.queue_stats("alpha")).ready == 1
+    assert [m.id for m in await broker.list_messages("alpha")] == ["alpha-0"]
+    await broker.pause_queue("gamma")
+    await broker.set_limits("delta", {None: Limits(2, None)})
+    assert (await broker.queue_stats("gamma")).paused
+    assert (await broker.get_limits("delta"))[None].concurrency == 2
+    await broker.resume_queue("gamma")
+    assert await broker.flush_queue("alpha") == 1
+    await broker.delete_queue("epsilon")
+    assert "epsilon" not in await broker.list_queues()
+
+
+async def test_every_call_declares_keys_of_one_slot(
+    broker: RedisMessageBroker, cluster: ClusterServers
+) -> None:
+    """A script's KEYS are its queue's base and then every fixed key it may touch: so a
+    Cluster refuses (TRYAGAIN) to run it while that slot is split by a migration."""
+    from repid_django.engine.brokers.redis import scripts
+
+    keys = broker._declare(scripts.script("claim"), [broker._base("alpha")])
+    assert keys[0] == broker._base("alpha")
+    assert {k.removeprefix(keys[0]) for k in keys[1:]} >= {"ready", "msgs", "leases", "tokens"}
+    assert len({slot_of(k) for k in keys}) == 1
