@@ -47,9 +47,12 @@ How it works (key layout in :mod:`.keys`, scripts in ``lua/``):
   can still report "lease lost" for an outcome the first attempt applied.
 * Dead letters keep the reason, the error and the stored body; at most ``dead_letter_max`` per
   queue, expiring after ``dead_letter_ttl`` seconds.
-* Redis Cluster: each queue's keys share one slot. A claim or finish that spans several queues
-  runs one script over all their keys, so on a Cluster those queues must share a slot (or use
-  one queue per worker); a standalone Redis has no such limit.
+* Topologies (:mod:`.topology`): one server, a Redis or Valkey Cluster (``redis+cluster://``)
+  or Sentinel (``redis+sentinel://``). On a Cluster each queue's keys share one slot; claims,
+  finishes, idle waits and the lease keeper run one script per slot group, every script
+  declaring the fixed keys it touches (:mod:`.cluster`). With Sentinel every connection asks
+  for the primary and checks its role (:mod:`.sentinel`). ``wait_replicas``: an enqueue
+  returns only once that many replicas have it (``WAIT``), else ``NotReplicatedError``.
 * Clients (:mod:`.clients`): async callers use a client of their own running loop, sync
   callers a thread-safe sync client (no event loop, no thread hop); a forked child builds new
   ones. Enqueue lives in :mod:`.produce`; claim, finish and the lease keeper in :mod:`.consume`.
