@@ -239,18 +239,15 @@ def probe_redis(url: str, timeout: float = 3.0) -> list[Any]:
             )
         ]
     try:
-        pipe = client.pipeline(transaction=False)
-        pipe.ping()
-        for name in CONFIG_READ:
-            pipe.config_get(name)
-        replies = pipe.execute(raise_on_error=False)
+        replies = _probe(client)
         if isinstance(replies[0], Exception):
             raise replies[0]  # e.g. NOAUTH: reached, but not usable
     except (redis.RedisError, OSError) as exc:
+        why = str(exc).split(" : ", 1)[0]  # a Sentinel's "No master found": not its client's repr
         return [
             checks.Warning(
                 f"cannot reach the broker at {redact_url(url)}: {type(exc).__name__}: "
-                f"{redact_url(str(exc))}",
+                f"{redact_url(why)}",
                 hint="Start Redis or fix REPID_BROKER_URL (host, port, password, TLS). "
                 "runworker exits with code 69 and enqueuing fails until it is reachable.",
                 id="repid_django.W001",
@@ -266,6 +263,28 @@ def probe_redis(url: str, timeout: float = 3.0) -> list[Any]:
         else:
             config.update((_text(key), _text(value)) for key, value in dict(reply).items())
     return _config_messages(redact_url(url), config, refused)
+
+
+def _probe(client: Any) -> list[Any]:
+    """PING, then ``CONFIG GET`` of each of :data:`CONFIG_READ`: the replies, errors included.
+    One pipelined round trip; a Cluster client (which refuses to pipeline them) asks one node
+    after the other."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    if not isinstance(client, RedisCluster):
+        pipe = client.pipeline(transaction=False)
+        pipe.ping()
+        for name in CONFIG_READ:
+            pipe.config_get(name)
+        return list(pipe.execute(raise_on_error=False))
+    replies: list[Any] = [client.ping()]
+    for name in CONFIG_READ:
+        try:
+            replies.append(client.config_get(name))
+        except redis.RedisError as exc:
+            replies.append(exc)
+    return replies
 
 
 def _config_messages(where: str, config: dict[str, str], refused: Exception | None) -> list[Any]:

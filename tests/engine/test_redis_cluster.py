@@ -135,3 +135,13 @@ async def test_every_call_declares_keys_of_one_slot(
     assert keys[0] == broker._base("alpha")
     assert {k.removeprefix(keys[0]) for k in keys[1:]} >= {"ready", "msgs", "leases", "tokens"}
     assert len({slot_of(k) for k in keys}) == 1
+
+
+def test_deploy_check_reads_a_cluster(cluster: ClusterServers) -> None:
+    """``check --deploy`` reaches a Cluster (no pipelining across nodes) and reads its
+    settings: persistence is off on the test cluster, so W004 and nothing else."""
+    from repid_django.checks import probe_redis
+
+    assert [m.id for m in probe_redis(cluster.url)] == ["repid_django.W004"]
+    down = probe_redis("redis+cluster://127.0.0.1:1,127.0.0.1:2", timeout=0.5)
+    assert [m.id for m in down] == ["repid_django.W001"]

@@ -93,8 +93,9 @@ class RedisProducerMixin:
                     joined += reply
                 return [joined]
             calls, register = self._calls(groups, new_queues)
-            if isinstance(here.wire, ClusterAsyncWire) or self.wait_replicas:
-                # Each call to its node, all at once (and WAIT on the connection that wrote).
+            if not clients.topology.is_standalone or self.wait_replicas:
+                # On the lean connections (each call to its node on a Cluster; to the primary
+                # the Sentinels name), all at once, and WAIT on the connection that wrote.
                 return await _each(here.wire, calls, register)
             return await redis_scripts.run_many(here.client, "enqueue", calls, register)
 
@@ -164,8 +165,9 @@ class RedisProducerMixin:
                 keys = self._declare(script, [self._base(queue)])
                 return [wire.run(script, keys, args, deadline)]
             calls, register = self._calls(groups, new_queues)
-            if isinstance(wire, ClusterSyncWire) or self.wait_replicas:
-                # Each call to its node (and WAIT on the socket that wrote).
+            if not clients.topology.is_standalone or self.wait_replicas:
+                # On the lean socket (of each node on a Cluster; of the primary the Sentinels
+                # name), and WAIT on the socket that wrote.
                 script = redis_scripts.script("enqueue")
                 if register[1]:
                     wire.call_keyed(register[0], "SADD", register[0], *register[1], timeout=left())

@@ -22,8 +22,8 @@ import threading
 from typing import Any
 
 import hiredis
+from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from .topology import Address, Topology
 
@@ -68,10 +68,16 @@ class SentinelLocator:
         return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
 
     def _failed(self, errors: list[str]) -> RedisConnectionError:
+        found = "; ".join(errors)
+        if any(code in found for code in ("WRONGPASS", "NOAUTH", "invalid password")):
+            return AuthenticationError(
+                f"WRONGPASS: the Sentinels refused their password ({found}): fix "
+                "sentinel_password (and sentinel_username) in the redis+sentinel:// URL"
+            )
         return RedisConnectionError(
-            f"no Sentinel named a primary for {self.service!r} ({'; '.join(errors)}). Check "
-            "that the Sentinels run and monitor that service (the name after the hosts in "
-            "the redis+sentinel:// URL)."
+            f"no Sentinel named a primary for {self.service!r} ({found}). Check that the "
+            "Sentinels run and monitor that service (the name after the hosts in the "
+            "redis+sentinel:// URL)."
         )
 
     def locate_sync(self) -> Address:

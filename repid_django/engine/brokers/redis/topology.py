@@ -58,6 +58,10 @@ class Topology:
     sentinel_password: str | None = None
 
     @property
+    def is_standalone(self) -> bool:
+        return self.kind is Kind.STANDALONE
+
+    @property
     def is_cluster(self) -> bool:
         return self.kind is Kind.CLUSTER
 
