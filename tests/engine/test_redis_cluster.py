@@ -145,3 +145,29 @@ def test_deploy_check_reads_a_cluster(cluster: ClusterServers) -> None:
     assert [m.id for m in probe_redis(cluster.url)] == ["repid_django.W004"]
     down = probe_redis("redis+cluster://127.0.0.1:1,127.0.0.1:2", timeout=0.5)
     assert [m.id for m in down] == ["repid_django.W001"]
+
+
+async def test_limits_cancel_progress_and_schedules_on_a_cluster(
+    broker: RedisMessageBroker,
+) -> None:
+    # A schedule's tick fires once; saved schedules live in the registry's slot.
+    assert await broker.fire("alpha", "nightly", 1000.0, msg("s1", "alpha")) is True
+    assert await broker.fire("alpha", "nightly", 1000.0, msg("s2", "alpha")) is False
+    assert await broker.schedule_runs("alpha", ["nightly"]) == {"nightly": 1000.0}
+    await broker.save_schedule("x", {"actor": "a", "cron": "* * * * *"})
+    assert "x" in await broker.list_schedules()
+    assert await broker.remove_schedule("x") is True
+    # A concurrency limit of 1 on one queue, claimed together with a queue in another slot.
+    await broker.set_limits("beta", {None: Limits(1, None)})
+    await broker.enqueue([msg(f"b{i}", "beta") for i in range(3)])
+    got = await broker.claim(["alpha", "beta"], 10, 0)
+    assert sorted(d.message.id for d in got) == ["b0", "s1"]
+    (running,) = [d for d in got if d.message.queue == "beta"]
+    await broker.set_progress("beta", "b0", {"done": 50})
+    assert await broker.get_progress("beta", ["b0"]) == {"b0": {"done": 50}}
+    assert await broker.cancel_job("beta", "b0") == "stopping"
+    assert broker.keeper.poll_stops() == 1  # the lease keeper sees the stop (per slot group)
+    assert all(await broker.finish([Outcome(d, OutcomeKind.ACK) for d in got]))
+    assert running.message.id == "b0"
+    (following,) = await broker.claim(["alpha", "beta"], 10, 1.0)
+    assert following.message.id == "b1"  # the freed slot let the next one in
