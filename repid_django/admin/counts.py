@@ -5,7 +5,7 @@ window is below :data:`~repid_django.admin.paginator.THRESHOLD` rows, and on a d
 such estimate (SQLite, MySQL). Above it (a busy site mirrors millions of jobs a day), each status
 is shown as the planner's estimate (``"≈ 1,340,000"``) when that is at least :data:`CAP` rows,
 and otherwise counted exactly but never past ``CAP`` (``COUNT(*)`` of a ``LIMIT``: one index
-range of at most ``CAP`` rows, ``"> 10,000"`` when there are more).
+range of at most ``CAP`` rows, ``"> 1,000"`` when there are more).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from django.db.models import Count, QuerySet
 
 from .paginator import THRESHOLD, estimated_count
 
-CAP = 10_000
-"""A status with fewer rows than this (by the estimate) is counted exactly, up to this many."""
+CAP = 1_000
+"""A status with fewer rows than this (by the estimate) is counted exactly, up to this many
+(about a millisecond of index entries)."""
 
 Shown = int | str
 """An exact count, or the text of an estimate or a bound."""
