@@ -138,6 +138,8 @@ class JobRecord(models.Model):
             # the admin's list filtered by queue or actor, newest first (no sort of millions)
             models.Index(fields=("queue", "updated_at"), name="repid_job_queue_upd"),
             models.Index(fields=("actor", "updated_at"), name="repid_job_actor_upd"),
+            # the monitor's running jobs, latest started first (stale rows cannot pile up a sort)
+            models.Index(fields=("status", "started_at"), name="repid_job_status_started"),
         )
 
     def __str__(self) -> str:
@@ -200,6 +202,13 @@ class DeadLetterRecord(models.Model):
             ),
             models.Index(
                 fields=("job_id",), opclasses=("varchar_pattern_ops",), name="repid_dead_job_id"
+            ),
+            # the monitor's failures: letters still in the dead-letter queue, newest first,
+            # without walking past the requeued and purged ones (most, once operators act)
+            models.Index(
+                fields=("-failed_at",),
+                condition=models.Q(requeued_at=None, purged_at=None),
+                name="repid_dead_waiting",
             ),
         )
 

@@ -17,9 +17,12 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from repid_django.admin.paginator import EstimatedCountPaginator
-from repid_django.models import DeadLetterRecord, JobRecord
+from repid_django.models import DeadLetterRecord, JobRecord, JobStatus
+from repid_django.monitor.running import running_jobs
+from repid_django.monitor.snapshot import failures
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -75,6 +78,12 @@ def scans(client: Client, name: str, query: str) -> list[tuple[str, str, int]]:
         response = client.get(reverse(name) + query)
     assert response.status_code == 200
     assert response.context["cl"].result_list  # something is listed
+    return planned(queries)
+
+
+def planned(queries: CaptureQueriesContext) -> list[tuple[str, str, int]]:
+    """(node type, table or index, rows read) of every scan of a big table in the executed
+    plans of the ``queries`` captured."""
     found = []
     for sql in (q["sql"] for q in queries.captured_queries):
         if sql.startswith("EXPLAIN") or not any(f'FROM "{table}"' in sql for table in BIG):
@@ -151,3 +160,23 @@ def test_every_sort_a_list_offers_is_served_by_an_index(
         found = scans(admin_client, name, f"?o={order}")
         assert not [scan for scan in found if scan[0] == "Seq Scan"], (order, found)
         assert max(read for _, _, read in found) <= READ_AT_MOST, (order, found)
+
+
+def test_the_monitor_reads_failures_and_running_jobs_by_index(filled: None) -> None:
+    """Once operators have requeued nearly every dead letter, the monitor's failures still
+    read only the letters left (a partial index), and its running jobs only the running rows."""
+    DeadLetterRecord.objects.update(requeued_at=timezone.now())
+    waiting = DeadLetterRecord.objects.order_by("pk").values_list("pk", flat=True)[:3]
+    DeadLetterRecord.objects.filter(pk__in=list(waiting)).update(requeued_at=None)
+    JobRecord.objects.filter(pk__in=JobRecord.objects.order_by("pk").values("pk")[:5]).update(
+        status=JobStatus.RUNNING, started_at=timezone.now()
+    )
+    with connection.cursor() as cursor:
+        for table in BIG:
+            cursor.execute(f"ANALYZE {table}")
+    with CaptureQueriesContext(connection) as queries:
+        assert len([f for f in failures() if f["kind"] == "dead"]) == 3
+        assert len(running_jobs(timezone.now(), live=False, timeout=1.0)) == 5
+    found = planned(queries)
+    assert not [scan for scan in found if scan[0] == "Seq Scan"], found
+    assert max(read for _, _, read in found) <= 100, found
