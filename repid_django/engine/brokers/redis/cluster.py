@@ -82,20 +82,32 @@ def _failed(errors: list[str]) -> RedisConnectionError:
     )
 
 
-class ClusterSyncWire:
+class _Nodes[W: (SyncWire, AsyncWire)]:
+    """A connection per node of the Cluster, made on first use, and the slot map."""
+
+    def __init__(
+        self, endpoint: Endpoint, seeds: list[Address], make: Callable[[Endpoint], W]
+    ) -> None:
+        self.endpoint = endpoint
+        self.map = SlotMap(seeds)
+        self._make: Callable[[Endpoint], W] = make
+        self._nodes: dict[Address, W] = {}
+
+    def node(self, address: Address) -> W:
+        wire = self._nodes.get(address)
+        if wire is None:
+            wire = self._nodes[address] = self._make(self.endpoint.at(*address))
+        return wire
+
+    def _unserved(self, slot: int) -> RedisConnectionError:
+        return RedisConnectionError(f"no node of the Cluster serves slot {slot} now")
+
+
+class ClusterSyncWire(_Nodes[SyncWire]):
     """:class:`~.wire.SyncWire` calls on a Cluster (a socket per node and thread)."""
 
     def __init__(self, endpoint: Endpoint, seeds: list[Address], timeout: float) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.map = SlotMap(seeds)
-        self._nodes: dict[Address, SyncWire] = {}
-
-    def node(self, address: Address) -> SyncWire:
-        wire = self._nodes.get(address)
-        if wire is None:
-            wire = self._nodes[address] = SyncWire(self.endpoint.at(*address), self.timeout)
-        return wire
+        super().__init__(endpoint, seeds, lambda at: SyncWire(at, timeout))
 
     def _refresh(self) -> None:
         errors: list[str] = []
@@ -113,7 +125,7 @@ class ClusterSyncWire:
             self._refresh()
             owner = self.map.owner(slot)
             if owner is None:
-                raise RedisConnectionError(f"no node of the Cluster serves slot {slot} now")
+                raise self._unserved(slot)
         return self.node(owner)
 
     def _routed(self, key: str, send: Callable[[SyncWire, bool], Any]) -> Any:
@@ -157,20 +169,11 @@ class ClusterSyncWire:
             wire.close()
 
 
-class ClusterAsyncWire:
+class ClusterAsyncWire(_Nodes[AsyncWire]):
     """:class:`~.wire.AsyncWire` calls on a Cluster (a pipelined connection per node)."""
 
     def __init__(self, endpoint: Endpoint, seeds: list[Address], timeout: float | None) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.map = SlotMap(seeds)
-        self._nodes: dict[Address, AsyncWire] = {}
-
-    def node(self, address: Address) -> AsyncWire:
-        wire = self._nodes.get(address)
-        if wire is None:
-            wire = self._nodes[address] = AsyncWire(self.endpoint.at(*address), self.timeout)
-        return wire
+        super().__init__(endpoint, seeds, lambda at: AsyncWire(at, timeout))
 
     async def _refresh(self) -> None:
         errors: list[str] = []
@@ -188,7 +191,7 @@ class ClusterAsyncWire:
             await self._refresh()
             owner = self.map.owner(slot)
             if owner is None:
-                raise RedisConnectionError(f"no node of the Cluster serves slot {slot} now")
+                raise self._unserved(slot)
         return self.node(owner)
 
     async def _routed(self, key: str, send: Callable[[AsyncWire, bool], Awaitable[Any]]) -> Any:
