@@ -10,6 +10,7 @@ import pytest
 
 from repid_django.checks import probe_redis
 from repid_django.engine.brokers.base import Outcome, OutcomeKind
+from repid_django.engine.brokers.redis import NotReplicatedError
 from repid_django.engine.brokers.redis.broker import RedisMessageBroker
 
 from ..topologies import SentinelServers
@@ -68,3 +69,35 @@ async def test_wrong_credentials_or_service_are_clear_errors(
     assert DATA not in str(raised.value)
     assert WATCH not in str(raised.value)
     await broker.disconnect()
+
+
+async def test_wait_replicas_confirms_an_enqueue_on_the_replica(
+    setup: SentinelServers, key_prefix: str
+) -> None:
+    broker = RedisMessageBroker(url(setup), prefix=key_prefix, wait_replicas=1)
+    try:
+        assert await broker.enqueue([msg("a"), msg("b", "other")]) == [True, True]
+        assert broker.enqueue_sync([msg("c")]) == [True]
+        (replica,) = setup.replicas()
+        assert setup.ask(replica[1], "HEXISTS", f"{key_prefix}:{{default}}:msgs", "c") == 1
+    finally:
+        await broker.disconnect()
+
+
+async def test_wait_replicas_without_a_replica_says_the_job_is_not_safe_yet(
+    redis_url: str, key_prefix: str
+) -> None:
+    """A server with no replica: the enqueue is written but not confirmed, and says so; the
+    same id enqueued again writes nothing while the job waits."""
+    broker = RedisMessageBroker(redis_url, prefix=key_prefix, wait_replicas=1, replica_timeout=0.2)
+    try:
+        with pytest.raises(NotReplicatedError, match="only 0 of the 1 replica"):
+            await broker.enqueue([msg("a")])
+        with pytest.raises(NotReplicatedError, match="only 0 of the 1 replica"):
+            broker.enqueue_sync([msg("b")])
+        assert (await broker.queue_stats("default")).ready == 2
+        with pytest.raises(NotReplicatedError):  # a retry after the error writes nothing new
+            broker.enqueue_sync([msg("b")])
+        assert (await broker.queue_stats("default")).ready == 2
+    finally:
+        await broker.disconnect()

@@ -108,7 +108,7 @@ class RedisProducerMixin:
         except TimeoutError:
             raise self._late("enqueue", failures) from None
         written = self._written(messages, groups, new_queues, replies)
-        self._check_replicas(acked, written)
+        self._check_replicas(acked)
         return written
 
     async def _wait_for_replicas(self, wire: AnyAsyncWire, queues: list[str]) -> list[int]:
@@ -121,11 +121,13 @@ class RedisProducerMixin:
         waits = [wire.call_keyed(b, "WAIT", self.wait_replicas, ms, bounded=False) for b in bases]
         return [int(n) for n in await asyncio.gather(*waits)]
 
-    def _check_replicas(self, acked: list[int], written: list[bool]) -> None:
-        if not self.wait_replicas or not any(written) or min(acked) >= self.wait_replicas:
+    def _check_replicas(self, acked: list[int]) -> None:
+        """Raise unless the replicas asked for acknowledged the enqueue (a retry that wrote
+        nothing new, its ids being there already, asks again for the earlier write)."""
+        if not self.wait_replicas or min(acked) >= self.wait_replicas:
             return
         raise NotReplicatedError(
-            f"enqueue: written on the primary of {self.target}, but only {min(acked)} of the "
+            f"enqueue: the job is on the primary of {self.target}, but only {min(acked)} of the "
             f"{self.wait_replicas} replica(s) asked for (wait_replicas) acknowledged it within "
             f"{self.replica_timeout:g}s, so a failover now could lose it. It was not removed: "
             "enqueueing the same job id again writes nothing while it waits or runs. Check the "
@@ -188,7 +190,7 @@ class RedisProducerMixin:
         if replies is None:
             raise self._late("enqueue", failures)
         written = self._written(messages, groups, new_queues, replies)
-        self._check_replicas(acked, written)
+        self._check_replicas(acked)
         return written
 
     def _groups(self, messages: Sequence[Message]) -> tuple[Groups, list[str]]:
@@ -249,8 +251,9 @@ async def _each(
     calls: list[tuple[list[str], list[Any]]],
     register: tuple[str, list[str]],
 ) -> list[Any]:
-    """The enqueue calls (and the registry's SADD) on a Cluster: each on its node's pipelined
-    connection, sent together."""
+    """The enqueue calls (and the registry's SADD) on the lean connections, sent together: each
+    on its node's on a Cluster, on the one connection to the primary otherwise (which a WAIT
+    then follows)."""
     script = redis_scripts.script("enqueue")
     sends = [wire.run(script, keys, args, bounded=False) for keys, args in calls]
     if register[1]:
