@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..base import Delivery
 from . import scripts as redis_scripts
@@ -191,6 +192,9 @@ class LeaseKeeper:
                     next_reap = now + self._reaper_interval
                     self.reap()
             except (RedisError, OSError) as exc:
+                # Again at the next tick, not an interval later: a blip must not cost a lease.
+                now = time.monotonic()
+                next_extend, next_reap = min(next_extend, now), min(next_reap, now)
                 if not self._failing:
                     log.warning(
                         "cannot extend job leases on Redis at %s (%s); retrying every %.1fs",
@@ -294,10 +298,20 @@ class LeaseKeeper:
         return sum(int(self._run("reap", group, args)) for group in self._groups(queues))
 
     def _run(self, name: str, queues: list[str], args: list[Any]) -> Any:
-        """Script ``name`` over ``queues`` (of one slot group), on this thread's client."""
+        """Script ``name`` over ``queues`` (of one slot group), on this thread's connection.
+        A connection that broke (reset, closed by the server) is opened again and the call
+        repeated at once, twice at most: these scripts are idempotent, and a lease should not
+        wait for the next round because of one bad socket (a timeout waits for that round)."""
         bases = [queue_base(self._prefix, q) for q in queues]
         script = redis_scripts.script(name)
-        return self._wire.run(script, self._declare(script, bases), args)
+        keys = self._declare(script, bases)
+        for _ in range(2):
+            try:
+                return self._wire.run(script, keys, args)
+            except RedisConnectionError as exc:
+                if isinstance(exc, AuthenticationError):
+                    raise
+        return self._wire.run(script, keys, args)
 
     def _split[T](self, items: list[T], queue: Callable[[T], str]) -> list[list[T]]:
         """``items`` (held deliveries) by the slot group of their ``queue``."""
