@@ -186,7 +186,9 @@ async def test_cancel_and_timeout_terminate_a_process_actor(
     broker = contract_broker
     router = Router()
     router.actor(run_in_process=True, name="busy")(busy_in_process)
-    router.actor(run_in_process=True, name="busy_short", timeout=1.0)(busy_in_process)
+    # A timeout the child outlives by far, but long enough for the child process to start and
+    # say who it is on a loaded machine (a spawn takes a second or more there).
+    router.actor(run_in_process=True, name="busy_short", timeout=4.0)(busy_in_process)
     pids: dict[str, int] = {}
 
     def pid_of(name: str) -> bool:
@@ -217,7 +219,7 @@ async def test_cancel_and_timeout_terminate_a_process_actor(
         took = time.monotonic() - asked
         await until(
             lambda: not alive(pids["timed_out"]),
-            within=5,
+            within=10,
             what="the timed-out job's process was terminated",
         )
         await until(
