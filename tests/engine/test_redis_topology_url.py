@@ -93,3 +93,18 @@ def test_settings_accept_every_form_and_refuse_a_bad_one_clearly() -> None:
 def test_wait_replicas_must_be_a_count(value: object) -> None:
     with pytest.raises(ValueError, match="wait_replicas must be an int >= 0"):
         RedisMessageBroker("redis://localhost", wait_replicas=value)  # type: ignore[arg-type]
+
+
+def test_slot_map_follows_moved_for_good_and_ask_for_one_command() -> None:
+    from redis.exceptions import AskError, MovedError
+
+    from repid_django.engine.brokers.redis.cluster import SlotMap
+
+    slots = SlotMap([("10.0.0.1", 7000)])
+    slots.load([[0, 16383, [b"10.0.0.1", 7000, b"id"]]], ("10.0.0.1", 7000))
+    assert slots.owner(42) == ("10.0.0.1", 7000)
+    assert slots.redirected(AskError("42 10.0.0.2:7001")) == ("10.0.0.2", 7001)
+    assert slots.owner(42) == ("10.0.0.1", 7000)  # ASK: this command only
+    assert slots.redirected(MovedError("42 10.0.0.2:7001")) is None  # ask the map again
+    assert slots.owners[42] == ("10.0.0.2", 7001)
+    assert slots.owner(42) is None  # the whole map is read again before the next command

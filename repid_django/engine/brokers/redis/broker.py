@@ -187,6 +187,8 @@ class RedisMessageBroker(
                 url, ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname
             )
             self._options.validate()
+        # Read once: the claim, finish and script paths ask on every call.
+        self._cluster = self._options is not None and self._options.topology.is_cluster
         self._ssl = (ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname)
         self._clients: Clients | None = None
         self._keeper: LeaseKeeper | None = None
@@ -262,7 +264,7 @@ class RedisMessageBroker(
     @property
     def is_cluster(self) -> bool:
         """True when the broker URL names a Redis Cluster (``redis+cluster://``)."""
-        return self._options is not None and self._options.topology.is_cluster
+        return self._cluster
 
     def _slot_groups(self, queues: list[str]) -> list[list[str]]:
         """``queues`` by the Cluster slot of their keys (in order of first appearance); one

@@ -65,14 +65,27 @@ class SlotMap:
     def owner(self, slot: int) -> Address | None:
         return self.owners[slot] if self.fresh else None
 
-    def moved(self, error: MovedError) -> None:
-        """A ``MOVED`` reply: that slot now lives there (and others may have moved too)."""
+    def redirected(self, error: AskError) -> Address | None:
+        """Where to send the command again: after ``MOVED`` (the slot lives there now, and
+        others may have moved too: the whole map is read again) ``None``, the slot's owner;
+        after ``ASK`` (the key is already on the slot's import target) that target."""
+        target = (error.host, int(error.port))
+        if not isinstance(error, MovedError):
+            return target
         with self.lock:
-            self.owners[error.slot_id] = (error.host, int(error.port))
-            self.fresh = False  # read the whole map on the next call
+            self.owners[error.slot_id] = target
+            self.fresh = False
+        return None
 
     def stale(self) -> None:
         self.fresh = False
+
+
+NODE_FAILED = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _looping(slot: int) -> ResponseError:
+    return ResponseError(f"slot {slot}: more than {MAX_REDIRECTS} redirections; retry later")
 
 
 def _failed(errors: list[str]) -> RedisConnectionError:
@@ -134,15 +147,12 @@ class ClusterSyncWire(_Nodes[SyncWire]):
             wire = self._owner(slot) if asking is None else self.node(asking)
             try:
                 return send(wire, asking is not None)
-            except MovedError as exc:
-                self.map.moved(exc)
-                asking = None
-            except AskError as exc:
-                asking = (exc.host, int(exc.port))
-            except (RedisConnectionError, RedisTimeoutError, OSError):
+            except AskError as exc:  # MOVED too (a subclass)
+                asking = self.map.redirected(exc)
+            except NODE_FAILED:
                 self.map.stale()  # a node failed: its slots may have a new owner
                 raise
-        raise ResponseError(f"slot {slot}: more than {MAX_REDIRECTS} redirections; retry later")
+        raise _looping(slot)
 
     def call_keyed(self, key: str, *args: Any, timeout: float | None = None) -> Any:
         """Send one command to the node that serves ``key``."""
@@ -200,15 +210,12 @@ class ClusterAsyncWire(_Nodes[AsyncWire]):
             wire = await self._owner(slot) if asking is None else self.node(asking)
             try:
                 return await send(wire, asking is not None)
-            except MovedError as exc:
-                self.map.moved(exc)
-                asking = None
-            except AskError as exc:
-                asking = (exc.host, int(exc.port))
-            except (RedisConnectionError, RedisTimeoutError, OSError):
+            except AskError as exc:  # MOVED too (a subclass)
+                asking = self.map.redirected(exc)
+            except NODE_FAILED:
                 self.map.stale()  # a node failed: its slots may have a new owner
                 raise
-        raise ResponseError(f"slot {slot}: more than {MAX_REDIRECTS} redirections; retry later")
+        raise _looping(slot)
 
     async def call_keyed(self, key: str, *args: Any, bounded: bool = True) -> Any:
         """Send one command to the node that serves ``key``."""

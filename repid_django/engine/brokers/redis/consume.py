@@ -71,6 +71,10 @@ class RedisConsumerMixin:
     def _slot_groups(self, queues: list[str]) -> list[list[str]]:
         raise NotImplementedError
 
+    @property
+    def is_cluster(self) -> bool:
+        raise NotImplementedError
+
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         raise NotImplementedError
 
@@ -301,6 +305,8 @@ class RedisConsumerMixin:
     async def _finish_grouped(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """:meth:`_finish` per slot group (on a Cluster, each group's script runs on its node;
         the groups' calls go out together)."""
+        if not self.is_cluster:
+            return await self._finish(outcomes)  # one server: one script over every queue
         queues = list(dict.fromkeys(o.delivery.message.queue for o in outcomes))
         groups = self._slot_groups(queues)
         if len(groups) == 1:
