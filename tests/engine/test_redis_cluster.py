@@ -171,3 +171,48 @@ async def test_limits_cancel_progress_and_schedules_on_a_cluster(
     assert running.message.id == "b0"
     (following,) = await broker.claim(["alpha", "beta"], 10, 1.0)
     assert following.message.id == "b1"  # the freed slot let the next one in
+
+
+def test_enqueue_from_threads_loops_and_a_forked_child(
+    cluster: ClusterServers, key_prefix: str
+) -> None:
+    """The ways Django code enqueues: sync views on WSGI threads, ``async_to_sync``, a second
+    ``asyncio.run``, a forked child (gunicorn's preload), all on one broker, over a Cluster."""
+    import os
+    import threading
+
+    from asgiref.sync import async_to_sync
+
+    broker = RedisMessageBroker(cluster.url, prefix=key_prefix)
+    errors: list[BaseException] = []
+
+    def view(n: int) -> None:
+        try:
+            assert broker.enqueue_sync([msg(f"t{n}", QUEUES[n % 5])]) == [True]
+        except BaseException as exc:  # reported below, with the thread's failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=view, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert async_to_sync(broker.enqueue)([msg("a2s", "beta")]) == [True]
+    for n in range(2):  # a new event loop each time: the clients of the old one are gone
+        assert asyncio.run(broker.enqueue([msg(f"loop{n}", "gamma")])) == [True]
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's sockets are not its own
+        code = 0 if broker.enqueue_sync([msg("child", "delta")]) == [True] else 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+    async def everything() -> set[str]:
+        got = await broker.claim(QUEUES, 100, 0)
+        await broker.finish([Outcome(d, OutcomeKind.ACK) for d in got])
+        await broker.disconnect()
+        return {d.message.id for d in got}
+
+    expected = {f"t{n}" for n in range(8)} | {"a2s", "loop0", "loop1", "child"}
+    assert asyncio.run(everything()) == expected
