@@ -187,8 +187,7 @@ class RedisMessageBroker(
                 url, ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname
             )
             self._options.validate()
-        # Read once: the claim, finish and script paths ask on every call.
-        self._cluster = self._options is not None and self._options.topology.is_cluster
+        self._cluster = self._options is not None and self._options.topology.is_cluster  # once
         self._ssl = (ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname)
         self._clients: Clients | None = None
         self._keeper: LeaseKeeper | None = None
