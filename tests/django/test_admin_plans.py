@@ -37,7 +37,7 @@ def filled(monkeypatch: pytest.MonkeyPatch) -> None:
     """ROWS jobs (5 actors and queues, 2% failed, 10% dead with their dead letters) over the
     last 8 days, analysed; the paginator estimates from 100 rows on (an exact count below
     the threshold may read a small table whole, as it should)."""
-    jobs, dead = BIG
+    jobs = JobRecord._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"""INSERT INTO {jobs} (job_id, actor, queue, status, priority, attempt,
@@ -50,15 +50,28 @@ def filled(monkeypatch: pytest.MonkeyPatch) -> None:
             FROM generate_series(1, %s) AS i""",
             [ROWS],
         )
-        cursor.execute(
-            f"""INSERT INTO {dead} (job_id, queue, actor, reason, error, attempts, raw,
-                failed_at)
-            SELECT job_id, queue, actor, 'failed', '', 1, '', updated_at
-            FROM {jobs} WHERE status = 'dead'"""
-        )
+        fill_dead_letters(cursor)
         for table in BIG:
             cursor.execute(f"ANALYZE {table}")
     monkeypatch.setattr(EstimatedCountPaginator, "threshold", 100)
+
+
+def fill_dead_letters(cursor: Any, waiting: int | None = None) -> None:
+    """A dead letter for every dead job; all still waiting, or only the first ``waiting`` of
+    them with the rest requeued. Written by one INSERT, so the table and its indexes hold no
+    dead row versions (an UPDATE inside the test's transaction would leave them in the index
+    until a VACUUM that never comes, which production's autovacuum does not resemble)."""
+    jobs, dead = BIG
+    requeued = "NULL"
+    if waiting is not None:
+        requeued = f"CASE WHEN n <= {int(waiting)} THEN NULL ELSE now() END"
+    cursor.execute(
+        f"""INSERT INTO {dead} (job_id, queue, actor, reason, error, attempts, raw,
+            failed_at, requeued_at)
+        SELECT job_id, queue, actor, 'failed', '', 1, '', updated_at, {requeued}
+        FROM (SELECT *, row_number() OVER (ORDER BY id) AS n FROM {jobs}
+              WHERE status = 'dead') AS dead_jobs"""
+    )
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -165,13 +178,12 @@ def test_every_sort_a_list_offers_is_served_by_an_index(
 def test_the_monitor_reads_failures_and_running_jobs_by_index(filled: None) -> None:
     """Once operators have requeued nearly every dead letter, the monitor's failures still
     read only the letters left (a partial index), and its running jobs only the running rows."""
-    DeadLetterRecord.objects.update(requeued_at=timezone.now())
-    waiting = DeadLetterRecord.objects.order_by("pk").values_list("pk", flat=True)[:3]
-    DeadLetterRecord.objects.filter(pk__in=list(waiting)).update(requeued_at=None)
     JobRecord.objects.filter(pk__in=JobRecord.objects.order_by("pk").values("pk")[:5]).update(
         status=JobStatus.RUNNING, started_at=timezone.now()
     )
     with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {DeadLetterRecord._meta.db_table}")  # transactional
+        fill_dead_letters(cursor, waiting=3)
         for table in BIG:
             cursor.execute(f"ANALYZE {table}")
     with CaptureQueriesContext(connection) as queries:
