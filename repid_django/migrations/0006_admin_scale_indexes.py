@@ -2,18 +2,24 @@
 
 from django.db import migrations, models
 
+from repid_django.migration_ops import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    # The indexes build with CREATE INDEX CONCURRENTLY on PostgreSQL (workers keep writing),
+    # which cannot run inside a transaction.
+    atomic = False
+
     dependencies = [
         ("repid_django", "0005_queuesample"),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name="deadletterrecord",
             index=models.Index(fields=["failed_at"], name="repid_dead_failed"),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name="deadletterrecord",
             index=models.Index(
                 fields=["actor", "failed_at"],
@@ -21,17 +27,17 @@ class Migration(migrations.Migration):
                 opclasses=("varchar_pattern_ops", "timestamptz_ops"),
             ),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name="deadletterrecord",
             index=models.Index(
                 fields=["job_id"], name="repid_dead_job_id", opclasses=("varchar_pattern_ops",)
             ),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name="jobrecord",
             index=models.Index(fields=["queue", "updated_at"], name="repid_job_queue_upd"),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name="jobrecord",
             index=models.Index(fields=["actor", "updated_at"], name="repid_job_actor_upd"),
         ),

@@ -2,14 +2,20 @@
 
 from django.db import migrations, models
 
+from repid_django.migration_ops import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    # The indexes build with CREATE INDEX CONCURRENTLY on PostgreSQL (workers keep writing),
+    # which cannot run inside a transaction.
+    atomic = False
+
     dependencies = [
         ("repid_django", "0006_admin_scale_indexes"),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name="deadletterrecord",
             index=models.Index(
                 condition=models.Q(("purged_at", None), ("requeued_at", None)),
@@ -17,7 +23,7 @@ class Migration(migrations.Migration):
                 name="repid_dead_waiting",
             ),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name="jobrecord",
             index=models.Index(fields=["status", "started_at"], name="repid_job_status_started"),
         ),
