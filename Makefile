@@ -42,11 +42,12 @@ demo: $(VENV)/.installed
 SERVER_SUITE := tests/engine/test_broker_contract.py tests/engine/test_redis_compat.py \
 	tests/e2e/test_redis_faults.py::test_sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight
 
-# The contract suite and the kill test also run on a Redis Cluster (3 primaries with a replica
-# each; Redis 7, then Valkey 9) and on Sentinel (a primary, a replica, three Sentinels), all
-# started on loopback by the tests (tests/topologies.py). Failovers and slot migrations under
-# load run in the full suite (tests/e2e/test_topology_faults.py).
-TOPOLOGY_SUITE := tests/engine/test_broker_contract.py \
+# The contract suite, the kill test and the views under real web servers (gunicorn's threads
+# after a fork, uvicorn, Daphne) also run on a Redis Cluster (3 primaries with a replica each;
+# Redis 7, then Valkey 9) and on Sentinel (a primary, a replica, three Sentinels), all started
+# on loopback by the tests (tests/topologies.py). Failovers and slot migrations under load run
+# in the full suite (tests/e2e/test_topology_faults.py).
+TOPOLOGY_SUITE := tests/engine/test_broker_contract.py tests/e2e/test_web_servers.py \
 	tests/e2e/test_redis_faults.py::test_sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight
 
 # The tests that use the database run a second time on PostgreSQL when REPID_TEST_DATABASE_URL

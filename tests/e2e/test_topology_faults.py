@@ -25,8 +25,8 @@ from .topology_flow import Producer, RunLog, Tally, settle
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 RESUME_BOUND = 12.0
-"""Seconds from a primary's death to the first new job done: failure detection (1 s down-after
-or node timeout), the promotion, then the broker's retry back-off (at most 5 s)."""
+"""Seconds from a primary's death to the first new job done: failure detection (2 s down-after,
+1 s node timeout), the promotion, then one step of the retry back-off (at most 1 s)."""
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from ..actor import Actor
 from ..brokers.base import Delivery, Outcome, OutcomeKind
 from ..schedules.scheduler import Scheduler
 from . import signals
+from .claims import ClaimFailures
 from .context import JobContext
 from .counters import CountedRun, Counters
 from .emitter import Emitter
@@ -41,12 +42,6 @@ GATHER_WINDOW = 0.005
 
 LISTENER_STOP_WAIT = 5.0
 """Seconds listeners get to take the last events at shutdown."""
-
-TRANSIENT_ERRORS = (ConnectionError, OSError, TimeoutError)
-"""Claim errors worth retrying for ever (the broker is away); others stop the worker after
-``MAX_BROKEN_CLAIMS`` in a row, so a broken deployment fails loudly instead of spinning."""
-MAX_BROKEN_CLAIMS = 3
-"""Failed claims in a row (other than :data:`TRANSIENT_ERRORS`) that stop the worker."""
 
 CANCEL_WAIT = 5.0
 """Seconds cancelled actors get to unwind at shutdown."""
@@ -217,8 +212,7 @@ class _Runner(CountedRun, StopRequests):
         burst = self._worker.burst
         wait = 0.0 if burst else self._worker.claim_wait
         batch_max = self._worker.claim_batch
-        backoff = 0.0
-        broken = 0
+        failures = ClaimFailures()
         gather_until = 0.0
         while self._stop_reason is None:
             remaining = self._limit - self.claimed
@@ -246,13 +240,9 @@ class _Runner(CountedRun, StopRequests):
             try:
                 deliveries = await broker.claim(queues, int(min(free, remaining, batch_max)), wait)
             except Exception as exc:
-                broken = _count_broken_claim(exc, broken)
-                backoff = min(backoff * 2 or 0.1, 5.0)
-                logger.exception("claim failed; retrying in %.1fs", backoff)
-                await self._pause(backoff)
+                await self._pause(failures.failed(exc))
                 continue
-            backoff = 0.0
-            broken = 0
+            failures.succeeded()
             if not deliveries:
                 if burst:
                     if self._settled():
@@ -376,17 +366,3 @@ class _Runner(CountedRun, StopRequests):
         while self._buffer:
             delivery, _ = self._buffer.popleft()
             self._push(Outcome(delivery, OutcomeKind.REJECT))
-
-
-def _count_broken_claim(exc: Exception, broken: int) -> int:
-    """Count a failed claim that is not a lost connection; raise once there are too many."""
-    if isinstance(exc, TRANSIENT_ERRORS):
-        return broken
-    broken += 1
-    if broken >= MAX_BROKEN_CLAIMS:
-        raise RuntimeError(
-            f"claiming jobs failed {broken} times in a row with {type(exc).__name__}: {exc}; "
-            "the worker stops (jobs it holds go back to the queue). This is not a lost "
-            "connection: check the broker's configuration and version, then restart the worker"
-        ) from exc
-    return broken

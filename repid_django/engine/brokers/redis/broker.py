@@ -146,7 +146,7 @@ class RedisMessageBroker(
         enqueue_timeout: float = 2.0,
         finish_retry_time: float = 60.0,
         finish_memo_ttl: float | None = None,
-        max_backoff: float = 5.0,
+        max_backoff: float = 1.0,
         hang_grace: float = 30.0,
         wait_replicas: int = 0,
         replica_timeout: float = 1.0,
