@@ -51,7 +51,9 @@ TOPOLOGY_SUITE := tests/engine/test_broker_contract.py tests/e2e/test_web_server
 	tests/e2e/test_redis_faults.py::test_sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight
 
 # The tests that use the database run a second time on PostgreSQL when REPID_TEST_DATABASE_URL
-# names one (postgres://user:password@host:port/name; .ci/run starts one and sets it).
+# names one (postgres://user:password@host:port/name; .ci/run starts one and sets it), and a
+# third time on MariaDB or MySQL when REPID_TEST_MARIADB_URL names one (mysql://...; .ci/run
+# starts a MariaDB).
 DB_SUITE := tests/django tests/e2e/test_browser_admin.py tests/e2e/test_browser_cancel.py \
 	tests/e2e/test_browser_monitor.py tests/e2e/test_schedules_e2e.py
 
@@ -69,6 +71,15 @@ test: $(VENV)/.installed
 	  echo "make test: REPID_TEST_REQUIRE_POSTGRES is set but REPID_TEST_DATABASE_URL is not" >&2; exit 1; \
 	else \
 	  echo "make test: NOT run on PostgreSQL (SQLite only): set REPID_TEST_DATABASE_URL=postgres://... to add that pass (.ci/run does)"; \
+	fi
+	@if [ -n "$${REPID_TEST_MARIADB_URL:-}" ]; then \
+	  echo "make test: the database tests again, on MariaDB/MySQL"; \
+	  $(PY) -c 'import MySQLdb' 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[mysql]' || exit 1; \
+	  DATABASE_URL="$$REPID_TEST_MARIADB_URL" $(PY) -m pytest $(PYTEST_ARGS) $(DB_SUITE); \
+	elif [ -n "$${REPID_TEST_REQUIRE_MARIADB:-}" ]; then \
+	  echo "make test: REPID_TEST_REQUIRE_MARIADB is set but REPID_TEST_MARIADB_URL is not" >&2; exit 1; \
+	else \
+	  echo "make test: NOT run on MariaDB/MySQL: set REPID_TEST_MARIADB_URL=mysql://... to add that pass (.ci/run does; it needs mysqlclient, which builds against libmariadb-dev)"; \
 	fi
 
 lint: $(VENV)/.installed

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ..models import SAMPLES_KEPT, QueueSample
+from .upsert import conflict_target
 
 SAMPLE_FIELDS = ("ready", "delayed", "running", "dead")
 
@@ -44,7 +45,7 @@ class SampleWriter:
                 for row in stats
             ],
             update_conflicts=True,
-            unique_fields=("queue", "minute"),
+            unique_fields=conflict_target(self.using, ("queue", "minute")),
             update_fields=SAMPLE_FIELDS,
         )
         if self._pruned != minute:

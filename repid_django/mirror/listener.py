@@ -61,7 +61,7 @@ from .rows import (
     letter_status,
     letter_values,
 )
-from .upsert import upsert
+from .upsert import conflict_target, upsert
 
 logger = logging.getLogger("repid_django.mirror")
 
@@ -275,14 +275,14 @@ class OrmMirror:
                 )
             ],
             update_conflicts=True,
-            unique_fields=("worker_id",),
+            unique_fields=conflict_target(self.using, ("worker_id",)),
             update_fields=WORKER_FIELDS,
         )
         if stats:
             QueueRecord.objects.using(self.using).bulk_create(
                 [QueueRecord(**values) for values in stats],
                 update_conflicts=True,
-                unique_fields=("name",),
+                unique_fields=conflict_target(self.using, ("name",)),
                 update_fields=QUEUE_FIELDS,
             )
             self._samples.write(stats, stamp(info.at))

@@ -7,7 +7,10 @@ the rows with ``executemany``. PostgreSQL gets each batch as one statement over 
 document (``INSERT ... SELECT ... FROM jsonb_to_recordset(%s)``): the worker's process encodes
 it in one ``json.dumps`` instead of adapting every value, and the database runs one statement
 instead of one per row (rows sent one by one, even pipelined, kept the mirror's worker below
-half the throughput of a worker without it). Other databases use ``bulk_create``.
+half the throughput of a worker without it). MySQL and MariaDB get ``INSERT ... ON DUPLICATE
+KEY UPDATE`` with ``executemany`` (which their driver sends as multi-row inserts); a guarded
+upsert (``only_if``) there inserts the new rows, then updates the existing ones in one
+``UPDATE ... JOIN`` whose ``WHERE`` holds the guard. Other databases use ``bulk_create``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ from django.db.models.constants import OnConflict
 FAST_VENDORS = ("sqlite", "postgresql")
 
 
+def conflict_target(using: str, unique: Sequence[str]) -> Sequence[str] | None:
+    """``unique_fields`` for ``bulk_create(update_conflicts=True)`` on the ``using`` database:
+    MySQL and MariaDB take none (their ``ON DUPLICATE KEY UPDATE`` answers any unique key)."""
+    if connections[using].features.supports_update_conflicts_with_target:
+        return unique
+    return None
+
+
 def upsert(
     model: type[models.Model],
     rows: Sequence[Mapping[str, Any]],
@@ -38,19 +49,30 @@ def upsert(
     """Insert ``rows`` (field name to value, every row with the same keys) or, where a row
     with the same ``unique`` fields exists, update its ``update`` fields.
 
-    ``only_if``: on SQLite and PostgreSQL, an SQL condition the existing row must meet to be
-    updated (``ON CONFLICT ... DO UPDATE ... WHERE``; ``excluded.<column>`` is the new value,
-    ``<table>.<column>`` the row's), checked by the database at the moment of the write. Other
-    databases ignore it."""
+    ``only_if``: on SQLite, PostgreSQL, MySQL and MariaDB, an SQL condition the existing row
+    must meet to be updated (``ON CONFLICT ... DO UPDATE ... WHERE``; ``excluded.<column>`` is
+    the new value, ``<table>.<column>`` the row's), checked by the database at the moment of
+    the write. Other databases ignore it."""
     if not rows:
         return
     connection = connections[using]
+    if connection.vendor == "mysql":
+        _mysql(
+            model,
+            rows,
+            unique=unique,
+            update=update,
+            using=using,
+            batch_size=batch_size,
+            only_if=only_if,
+        )
+        return
     if connection.vendor not in FAST_VENDORS:
         model._default_manager.using(using).bulk_create(
             [model(**row) for row in rows],
             batch_size=batch_size,
             update_conflicts=True,
-            unique_fields=unique,
+            unique_fields=conflict_target(using, unique),
             update_fields=update,
         )
         return
@@ -92,6 +114,73 @@ def upsert(
         ]
         for start in range(0, len(params), batch_size):
             cursor.executemany(sql, params[start : start + batch_size])
+
+
+def _mysql(
+    model: type[models.Model],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    unique: Sequence[str],
+    update: Sequence[str],
+    using: str,
+    batch_size: int,
+    only_if: str,
+) -> None:
+    """The upsert on MySQL and MariaDB. Their ``ON DUPLICATE KEY UPDATE`` has no ``WHERE`` and
+    assigns left to right (a later assignment sees the earlier ones), so a guard cannot go
+    there: with ``only_if`` the insert leaves existing rows alone, and one ``UPDATE ... JOIN``
+    of the batch's rows (the derived table is named ``excluded``) writes those the guard
+    lets through; its ``WHERE`` is read before any assignment, per row, under the row's lock."""
+    connection = connections[using]
+    names = list(rows[0])
+    fields = [_field(model, name) for name in names]
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = [quote(_column(model, name)) for name in names]
+    if only_if:  # existing rows: untouched by the insert
+        kept = quote(_column(model, unique[0]))
+        assign = f"{kept} = {kept}"
+    else:
+        assign = ", ".join(
+            f"{quote(_column(model, n))} = VALUES({quote(_column(model, n))})" for n in update
+        )
+    marks = ", ".join(["%s"] * len(fields))
+    # Identifiers are quoted by the backend and values are parameters: no injection.
+    insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "  # noqa: S608
+    insert += f"ON DUPLICATE KEY UPDATE {assign}"
+    prepare = [field.get_db_prep_save for field in fields]
+    latest = list({tuple(row[name] for name in unique): row for row in rows}.values())
+    params = [
+        [prep(row[name], connection) for prep, name in zip(prepare, names, strict=True)]
+        for row in latest
+    ]
+    # A time is compared as a time only when typed so (a bare parameter is text).
+    picks = [
+        "CAST(%s AS DATETIME(6))" if isinstance(field, models.DateTimeField) else "%s"
+        for field in fields
+    ]
+    first = ", ".join(f"{pick} AS {column}" for pick, column in zip(picks, columns, strict=True))
+    other = ", ".join(picks)
+    on = " AND ".join(
+        f"{table}.{quote(_column(model, n))} = excluded.{quote(_column(model, n))}" for n in unique
+    )
+    sets = ", ".join(
+        f"{table}.{quote(_column(model, n))} = excluded.{quote(_column(model, n))}" for n in update
+    )
+    with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
+        for start in range(0, len(params), batch_size):
+            chunk = params[start : start + batch_size]
+            cursor.executemany(insert, chunk)
+            if not only_if:
+                continue
+            derived = " UNION ALL ".join(
+                [f"SELECT {first}"] + [f"SELECT {other}"] * (len(chunk) - 1)
+            )
+            cursor.execute(
+                f"UPDATE {table} JOIN ({derived}) AS excluded ON {on} "  # noqa: S608
+                f"SET {sets} WHERE {only_if}",
+                [value for row in chunk for value in row],
+            )
 
 
 def _from_json(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from repid_django import Job
 from repid_django.engine.brokers.base import DeadLetter, DeadReason
@@ -171,7 +172,10 @@ def test_few_queries_per_batch(django_assert_max_num_queries: Any) -> None:
         message = Message(id=f"j{index}", actor="a", queue="default", enqueued_at=NOW)
         events.append(JobEvent(EventKind.STARTED, message, NOW, "w"))
         events.append(JobEvent(EventKind.SUCCEEDED, message, NOW + 1, "w"))
-    with django_assert_max_num_queries(4):  # SELECT, BEGIN, one executemany upsert, COMMIT
+    # SELECT, BEGIN, one executemany upsert, COMMIT; MySQL and MariaDB write the guarded upsert
+    # as an insert and an UPDATE ... JOIN (their ON DUPLICATE KEY UPDATE takes no WHERE).
+    upserts = 2 if connection.vendor == "mysql" else 1
+    with django_assert_max_num_queries(3 + upserts):
         OrmMirror().write_events(events)
     assert JobRecord.objects.filter(status=JobStatus.SUCCEEDED).count() == 200
 

@@ -1,5 +1,6 @@
 """The mirror's batched upsert (``mirror/upsert.py``) on the test database's vendor: PostgreSQL
-gets each batch as one JSON document, SQLite row by row; both must store the same values."""
+gets each batch as one JSON document, MySQL and MariaDB an insert and a guarded
+``UPDATE ... JOIN``, SQLite row by row; all must store the same values."""
 
 from __future__ import annotations
 
