@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis
 
 from repid_django import Connection, Repid, Router, Worker
 from repid_django.engine.brokers.base import DeadReason, Outcome, OutcomeKind
@@ -90,6 +91,43 @@ async def test_an_idle_claim_across_slots_wakes_on_any_queue(broker: RedisMessag
     assert [d.message.id for d in got] == ["late"]
     assert took < 2.0  # woken by the push (one BLPOP per slot), not by the 5 s timeout
     assert await broker.finish([Outcome(got[0], OutcomeKind.ACK)]) == [True]
+
+
+async def test_idle_waits_keep_their_blocking_connections_across_wake_ups(
+    cluster: ClusterServers, broker: RedisMessageBroker
+) -> None:
+    """A wake-up in one slot leaves the other slots' pending BLPOPs to the next wait instead of
+    cancelling them (a cancelled read drops its connection): an idle worker woken again and
+    again opens no new connection."""
+    for queue in QUEUES:
+        await broker.declare_queue(queue)
+    groups = len(broker._slot_groups(QUEUES))
+    assert groups > 1
+    nodes = [redis.Redis(host, port) for host, port in cluster.primaries()]
+
+    def connections() -> int:
+        return sum(int(node.info("stats")["total_connections_received"]) for node in nodes)
+
+    async def woken(round_: int) -> None:
+        claim = asyncio.create_task(broker.claim(QUEUES, 10, 5.0))
+        pending = broker._blocking().here().pops
+        while len(pending) < groups:  # the claim waits on every slot
+            assert not claim.done()
+            await asyncio.sleep(0.005)
+        await broker.enqueue([msg(f"wake-{round_}", QUEUES[round_ % len(QUEUES)])])
+        got = await asyncio.wait_for(claim, 5)
+        assert [d.message.id for d in got] == [f"wake-{round_}"]
+        assert await broker.finish([Outcome(got[0], OutcomeKind.ACK)]) == [True]
+
+    try:
+        await woken(0)  # the first wait opens a blocking connection per slot
+        before = connections()
+        for round_ in range(1, 21):
+            await woken(round_)
+        assert connections() - before <= 1, "idle wake-ups reopened blocking connections"
+    finally:
+        for node in nodes:
+            node.close()
 
 
 async def test_admin_reads_and_writes_across_slots(broker: RedisMessageBroker) -> None:

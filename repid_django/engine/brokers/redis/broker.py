@@ -81,7 +81,7 @@ from ...message import DEFAULT_MAX_MESSAGE_SIZE
 from ..base import BrokerCounters, MessageBroker, QueueStats, ResultBroker
 from . import scripts as redis_scripts
 from .admin import RedisAdminMixin
-from .clients import AnyAsyncWire, Clients
+from .clients import Clients
 from .cluster import slot_of
 from .codec import text
 from .consume import RedisConsumerMixin
@@ -256,9 +256,9 @@ class RedisMessageBroker(
         """The thread-safe sync client (for sync callers: no event loop involved)."""
         return self._open_clients().sync()
 
-    def _blocking_client(self, key: str) -> AnyAsyncWire:
+    def _blocking(self) -> Clients:
         assert self._clients is not None
-        return self._clients.blocking(key)
+        return self._clients
 
     @property
     def is_cluster(self) -> bool:

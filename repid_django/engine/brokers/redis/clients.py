@@ -49,9 +49,17 @@ class LoopClients:
     """The Sentinel clients behind ``client`` (Sentinel only), closed with it."""
     blocking: dict[int, AnyAsyncWire] = field(default_factory=dict)
     """By slot on a Cluster (a BLPOP names keys of one slot), else one, under 0."""
+    pops: dict[tuple[str, ...], asyncio.Task[Any]] = field(default_factory=dict)
+    """The idle wait's BLPOPs still pending, by their keys. The next wait takes them over, so
+    on a Cluster a wake-up in one slot leaves the other slots' blocking calls (and their
+    connections) in place instead of cancelling them, which drops the connection."""
     closer: AsyncGenerator[None] | None = None
 
     async def aclose(self) -> None:
+        pops, self.pops = list(self.pops.values()), {}
+        for pop in pops:
+            pop.cancel()
+        await asyncio.gather(*pops, return_exceptions=True)
         for wire in (self.wire, *self.blocking.values()):
             with contextlib.suppress(Exception):
                 await wire.aclose()

@@ -7,19 +7,21 @@ These methods run on the worker's event loop; the lease keeper runs in its own t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..base import BrokerCounters, Delivery, Outcome, OutcomeKind
 from .codec import call_digest, decode_claimed, finish_args, result_ttl_ms, text
 from .keys import wake_key
 from .lease import Heartbeat, LeaseKeeper
 from .scripts import RETRYABLE
+
+if TYPE_CHECKING:
+    from .clients import Clients
 
 log = logging.getLogger("repid_django.redis")
 
@@ -65,7 +67,7 @@ class RedisConsumerMixin:
     def _base(self, queue: str) -> str:
         raise NotImplementedError
 
-    def _blocking_client(self, key: str) -> Any:
+    def _blocking(self) -> Clients:
         raise NotImplementedError
 
     def _slot_groups(self, queues: list[str]) -> list[list[str]]:
@@ -244,29 +246,43 @@ class RedisConsumerMixin:
 
     async def _wait_for_wake(self, groups: list[list[str]], seconds: float) -> None:
         """Block on the queues' wake-up lists until a push, timeout or stop: one BLPOP (on a
-        connection of its own) per slot group, since a Cluster refuses one across slots."""
+        connection of its own) per slot group, since a Cluster refuses one across slots. A
+        BLPOP still pending when the wait ends is left running for the next wait to take over
+        (a wake-up it takes meanwhile ends that wait at once)."""
         loop = asyncio.get_running_loop()
         stop: asyncio.Future[None] = loop.create_future()
         self._waiters.add(stop)
+        clients = self._blocking()
+        pending = clients.here().pops
         timeout = f"{max(seconds, 0.01):.3f}"
 
-        async def blpop(keys: list[str]) -> Any:
-            blocking = self._blocking_client(keys[0])
+        async def blpop(keys: tuple[str, ...]) -> Any:
+            blocking = clients.blocking(keys[0])
             return await blocking.call_keyed(keys[0], "BLPOP", *keys, timeout)
 
-        pops = [loop.create_task(blpop([wake_key(self.prefix, q) for q in g])) for g in groups]
+        wanted = [tuple(wake_key(self.prefix, q) for q in group) for group in groups]
+        for keys in [keys for keys in pending if keys not in wanted]:
+            pending.pop(keys).cancel()  # other queues now (one paused): it would hold the line
+        pops = []
+        for keys in wanted:
+            pop = pending.get(keys)
+            if pop is None:
+                pop = pending[keys] = loop.create_task(blpop(keys))
+                pop.add_done_callback(_retrieved)
+            pops.append(pop)
         try:
-            await asyncio.wait((*pops, stop), return_when=asyncio.FIRST_COMPLETED)
+            # A BLPOP taken over may block past ``seconds``: the wait ends on time regardless.
+            await asyncio.wait(
+                (*pops, stop), timeout=seconds + 0.05, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             self._waiters.discard(stop)
             stop.cancel()
-            for pop in pops:
-                if not pop.done():
-                    pop.cancel()
-            for pop in pops:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pop
-        failed = [p.exception() for p in pops if not p.cancelled() and p.exception() is not None]
+            for keys, pop in list(pending.items()):
+                if pop.done():
+                    del pending[keys]
+        done = [p for p in pops if p.done() and not p.cancelled()]
+        failed = [p.exception() for p in done if p.exception() is not None]
         if failed:
             log.warning(
                 "Redis at %s unreachable while waiting for jobs (%s)", self.target, failed[0]
@@ -352,3 +368,10 @@ class RedisConsumerMixin:
         for index, flag in zip(order, bytes(reply), strict=True):
             applied[index] = flag == 49
         return applied
+
+
+def _retrieved(pop: asyncio.Task[Any]) -> None:
+    """A BLPOP that fails while no wait is watching it is seen by the next wait, or by none if
+    the loop ends first: its error is marked retrieved either way (asyncio warns otherwise)."""
+    if not pop.cancelled():
+        pop.exception()
