@@ -91,7 +91,7 @@ def upsert(
     with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # A statement may not update a row twice: one row per key, the last one wins.
-            latest = list({tuple(row[name] for name in unique): row for row in rows}.values())
+            latest = _last_per_key(rows, unique)
             sql = _from_json(table, columns, fields, suffix, connection)
             # Pipelined: the next batch is encoded while the database writes the last one (an
             # error surfaces when the pipeline ends: Django's exception classes there too).
@@ -107,13 +107,28 @@ def upsert(
         marks = ", ".join(["%s"] * len(fields))
         # Identifiers are quoted by the backend and values are parameters: no injection.
         sql = f"INSERT INTO {table} ({quoted}) VALUES ({marks}) {suffix}"  # noqa: S608
-        prepare = [field.get_db_prep_save for field in fields]
-        params = [
-            [prep(row[name], connection) for prep, name in zip(prepare, names, strict=True)]
-            for row in rows
-        ]
+        params = _prepared(rows, names, fields, connection)
         for start in range(0, len(params), batch_size):
             cursor.executemany(sql, params[start : start + batch_size])
+
+
+def _last_per_key(rows: Sequence[Mapping[str, Any]], unique: Sequence[str]) -> list[Any]:
+    """One row per ``unique`` key, the last one (a statement may not write a row twice)."""
+    return list({tuple(row[name] for name in unique): row for row in rows}.values())
+
+
+def _prepared(
+    rows: Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+    fields: Sequence[models.Field[Any, Any]],
+    connection: Any,
+) -> list[list[Any]]:
+    """The rows' values as the database takes them (``get_db_prep_save``), in ``names`` order."""
+    prepare = [field.get_db_prep_save for field in fields]
+    return [
+        [prep(row[name], connection) for prep, name in zip(prepare, names, strict=True)]
+        for row in rows
+    ]
 
 
 def _mysql(
@@ -134,26 +149,18 @@ def _mysql(
     connection = connections[using]
     names = list(rows[0])
     fields = [_field(model, name) for name in names]
-    quote = connection.ops.quote_name
-    table = quote(model._meta.db_table)
-    columns = [quote(_column(model, name)) for name in names]
+    table = connection.ops.quote_name(model._meta.db_table)
+    col = {name: connection.ops.quote_name(_column(model, name)) for name in names}
+    columns = list(col.values())
     if only_if:  # existing rows: untouched by the insert
-        kept = quote(_column(model, unique[0]))
-        assign = f"{kept} = {kept}"
+        assign = f"{col[unique[0]]} = {col[unique[0]]}"
     else:
-        assign = ", ".join(
-            f"{quote(_column(model, n))} = VALUES({quote(_column(model, n))})" for n in update
-        )
+        assign = ", ".join(f"{col[n]} = VALUES({col[n]})" for n in update)
     marks = ", ".join(["%s"] * len(fields))
     # Identifiers are quoted by the backend and values are parameters: no injection.
     insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "  # noqa: S608
     insert += f"ON DUPLICATE KEY UPDATE {assign}"
-    prepare = [field.get_db_prep_save for field in fields]
-    latest = list({tuple(row[name] for name in unique): row for row in rows}.values())
-    params = [
-        [prep(row[name], connection) for prep, name in zip(prepare, names, strict=True)]
-        for row in latest
-    ]
+    params = _prepared(_last_per_key(rows, unique), names, fields, connection)
     # A time is compared as a time only when typed so (a bare parameter is text).
     picks = [
         "CAST(%s AS DATETIME(6))" if isinstance(field, models.DateTimeField) else "%s"
@@ -161,12 +168,8 @@ def _mysql(
     ]
     first = ", ".join(f"{pick} AS {column}" for pick, column in zip(picks, columns, strict=True))
     other = ", ".join(picks)
-    on = " AND ".join(
-        f"{table}.{quote(_column(model, n))} = excluded.{quote(_column(model, n))}" for n in unique
-    )
-    sets = ", ".join(
-        f"{table}.{quote(_column(model, n))} = excluded.{quote(_column(model, n))}" for n in update
-    )
+    on = " AND ".join(f"{table}.{col[n]} = excluded.{col[n]}" for n in unique)
+    sets = ", ".join(f"{table}.{col[n]} = excluded.{col[n]}" for n in update)
     with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
         for start in range(0, len(params), batch_size):
             chunk = params[start : start + batch_size]
